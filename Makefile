@@ -1,0 +1,38 @@
+# Fresh machine:  make run   (venv, packages, data, then the default study)
+#                 make test  (venv, packages, data, then the test suite)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARGS ?=
+
+.PHONY: setup data run test lint bench clean-runs
+
+setup: $(VENV)/.installed
+
+# torch/torchvision first, pinned to the builds this project's machines cache locally;
+# elsewhere pip downloads them.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# Local files first; then Debian's package (offline machines); then torchvision's download.
+data: setup
+	@$(PY) -m study.data --no-download 2>/dev/null || \
+	  { command -v apt-get >/dev/null && echo "Installing dataset-fashion-mnist with apt-get" && \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist \
+	    >/dev/null; $(PY) -m study.data; }
+
+run: data
+	$(PY) -m study.run $(ARGS)
+
+test: data
+	$(PY) -m pytest -q $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench: data
+	$(PY) -m bench $(ARGS)

@@ -1,0 +1,56 @@
+"""Model configs, builders, losses and the shared training engine (torch only)."""
+
+from ._autoencoder import Autoencoder, ConvAEConfig, MLPAEConfig
+from ._classifier import FREEZE_CHOICES, ClassifierConfig, LatentClassifier
+from ._config import ACTIVATIONS, ConfigBase, ConfigError
+from ._engine import (
+    EpochResult,
+    FitResult,
+    NonFiniteLossError,
+    Split,
+    TrainConfig,
+    autocast,
+    evaluate,
+    fit,
+    make_optimizer,
+    resolve_device,
+    train_epoch,
+)
+from ._registry import build_model, config_from_dict
+from ._tasks import ClassifierTask, ReconTask, VAETask, recon_task, task_for
+from ._vae import VAE, VAEConfig
+from .presets import PRESETS, Preset
+
+__all__ = [
+    "ACTIVATIONS",
+    "FREEZE_CHOICES",
+    "PRESETS",
+    "VAE",
+    "Autoencoder",
+    "ClassifierConfig",
+    "ClassifierTask",
+    "ConfigBase",
+    "ConfigError",
+    "ConvAEConfig",
+    "EpochResult",
+    "FitResult",
+    "LatentClassifier",
+    "MLPAEConfig",
+    "NonFiniteLossError",
+    "Preset",
+    "ReconTask",
+    "Split",
+    "TrainConfig",
+    "VAEConfig",
+    "VAETask",
+    "autocast",
+    "build_model",
+    "config_from_dict",
+    "evaluate",
+    "fit",
+    "make_optimizer",
+    "recon_task",
+    "resolve_device",
+    "task_for",
+    "train_epoch",
+]

@@ -1,0 +1,330 @@
+"""One training engine for every family: epochs over resident tensors, evaluation, callbacks."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from ._classifier import ClassifierConfig, LatentClassifier
+from ._config import ConfigBase, ConfigError, check_choice, check_float, check_int
+from ._registry import build_model
+from ._tasks import recon_task, task_for
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+EVAL_BATCH = 2048
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigBase):
+    """Optimisation settings shared by every family.
+
+    Attributes:
+        optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9, Nesterov).
+        lr: learning rate.
+        weight_decay: L2 (adam/sgd) or decoupled (adamw) weight decay.
+        batch_size: training batch size; evaluation uses a larger one.
+        epochs: epochs of the main phase (classifier pre-training has its own count).
+    """
+
+    family = "train"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 10
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_float("lr", self.lr, 0.0, 10.0, low_open=True)
+        check_float("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_int("batch_size", self.batch_size, 1, 65536)
+        check_int("epochs", self.epochs, 1, 10000)
+        self._set("lr", float(self.lr))
+        self._set("weight_decay", float(self.weight_decay))
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the message says where and what to try."""
+
+
+@dataclass
+class Split:
+    """Images (uint8, [N, 1, 28, 28]) and labels (int64, [N]) held as two tensors.
+
+    Batches are index slices of these tensors, scaled to [0, 1] on the fly, so there is no
+    per-sample Python work in the training loop.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dim() == 3:
+            self.images = self.images.unsqueeze(1)
+        if self.images.shape[1:] != (1, 28, 28) or self.images.dtype != torch.uint8:
+            raise ValueError(
+                f"images must be uint8 [N, 1, 28, 28], got "
+                f"{self.images.dtype} {list(self.images.shape)}"
+            )
+        if len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def to(self, device) -> Split:
+        return Split(self.images.to(device), self.labels.to(device))
+
+    def head(self, n: int | None) -> Split:
+        """The first ``n`` examples (all when ``n`` is None)."""
+        return self if n is None else Split(self.images[:n], self.labels[:n])
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then MPS, then CPU; an explicit name must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {name!r} was asked for but CUDA is not available; use --device auto or cpu"
+        )
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
+        raise ConfigError(
+            f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here"
+        )
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ConfigError(f"device {name!r} was asked for but MPS is not available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full precision elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    fused = {"fused": True} if device.type == "cuda" else {}
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    return torch.optim.SGD(
+        params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+    )
+
+
+def batches(
+    split: Split, batch_size: int, generator: torch.Generator | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled (when a generator is given) index slices, scaled to [0, 1] on the fly."""
+    n = len(split)
+    if generator is not None:
+        order = torch.randperm(n, generator=generator).to(split.device, non_blocking=True)
+    else:
+        order = None
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        if generator is not None and stop - start < 2 <= n:
+            break  # a 1-image batch breaks BatchNorm in training mode
+        if order is None:
+            images, labels = split.images[start:stop], split.labels[start:stop]
+        else:
+            idx = order[start:stop]
+            images, labels = split.images[idx], split.labels[idx]
+        yield images.float().div_(255.0), labels
+
+
+def _run_batches(model, task, split, batch_size, device, generator, optimizer=None):
+    total = None
+    count = 0
+    for x, y in batches(split, batch_size, generator):
+        with autocast(device):
+            loss, sums = task(model, x, y)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        # Sums stay on the device: no host sync per batch.
+        step = torch.stack([sums[k].detach().float() for k in task.names])
+        total = step if total is None else total + step
+        count += len(y)
+    if total is None:
+        raise ValueError(f"no batches: the split has {len(split)} images")
+    values = (total / count).tolist()  # the one host sync of the epoch
+    return dict(zip(task.names, values, strict=True))
+
+
+def train_epoch(
+    model: nn.Module,
+    task,
+    split: Split,
+    optimizer,
+    *,
+    batch_size: int,
+    device: torch.device,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """One shuffled pass over ``split``; returns the epoch's mean metrics."""
+    model.train()
+    return _run_batches(model, task, split, batch_size, device, generator, optimizer)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module, task, split: Split, *, device: torch.device, batch_size: int = EVAL_BATCH
+) -> dict[str, float]:
+    """Mean metrics over ``split`` in eval mode, at a larger batch than training."""
+    model.eval()
+    return _run_batches(model, task, split, batch_size, device, None)
+
+
+@dataclass
+class EpochResult:
+    """What the per-epoch callback sees.
+
+    Attributes:
+        phase: ``pretrain`` (classifier's reconstruction pre-training) or ``train``.
+        epoch: 1-based epoch within the phase.
+        train, val: mean metrics of the epoch on the training and validation splits.
+        seconds: wall time of the epoch, evaluation included.
+        metric: name of the phase's score (``acc``, ``mse``, ``nelbo``).
+        model: the whole model (during pre-training too), e.g. for checkpoints.
+    """
+
+    phase: str
+    epoch: int
+    train: dict[str, float]
+    val: dict[str, float]
+    seconds: float
+    metric: str
+    model: nn.Module = field(repr=False, compare=False, default=None)
+
+    @property
+    def value(self) -> float:
+        return self.val[self.metric]
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: list[EpochResult] = field(default_factory=list)
+
+    @property
+    def last(self) -> EpochResult:
+        return self.history[-1]
+
+
+def _check_finite(result: EpochResult, lr: float) -> None:
+    for where, metrics in (("train", result.train), ("validation", result.val)):
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite {where} {', '.join(f'{k}={v}' for k, v in bad.items())} in "
+                f"{result.phase} epoch {result.epoch}; the learning rate (lr={lr:g}) is "
+                "probably too high"
+            )
+
+
+def fit(
+    model_config,
+    train_config: TrainConfig,
+    train: Split,
+    val: Split,
+    *,
+    device: torch.device,
+    seed: int = 0,
+    on_epoch: Callable[[EpochResult], None] | None = None,
+) -> FitResult:
+    """Build ``model_config`` and train it; ``on_epoch`` is called after every epoch.
+
+    Classifiers with ``freeze`` in (frozen, finetune) first pre-train their autoencoder on
+    reconstruction for ``pretrain_epochs`` (phase ``pretrain``); every family then trains
+    for ``train_config.epochs`` (phase ``train``). The callback may raise to stop training
+    (the study's pruner does); a NaN or infinite loss raises ``NonFiniteLossError``.
+
+    Training on the CPU is reproducible for a given ``seed``.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build_model(model_config).to(device)
+    result = FitResult(model)
+    phases = []
+    if isinstance(model_config, ClassifierConfig) and model_config.pretrains:
+        phases.append(
+            (
+                "pretrain",
+                model.autoencoder,
+                recon_task(model_config.encoder),
+                model_config.pretrain_epochs,
+            )
+        )
+    phases.append(("train", model, task_for(model_config), train_config.epochs))
+    for phase, module, task, epochs in phases:
+        if (
+            phase == "train"
+            and isinstance(model, LatentClassifier)
+            and model_config.freeze == "frozen"
+        ):
+            model.freeze_encoder()
+        optimizer = make_optimizer(module.parameters(), train_config, device)
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            train_metrics = train_epoch(
+                module,
+                task,
+                train,
+                optimizer,
+                batch_size=train_config.batch_size,
+                device=device,
+                generator=generator,
+            )
+            val_metrics = evaluate(
+                module,
+                task,
+                val,
+                device=device,
+                batch_size=max(EVAL_BATCH, 4 * train_config.batch_size),
+            )
+            epoch_result = EpochResult(
+                phase,
+                epoch,
+                train_metrics,
+                val_metrics,
+                time.perf_counter() - start,
+                task.metric,
+                model,
+            )
+            result.history.append(epoch_result)
+            _check_finite(epoch_result, train_config.lr)
+            if on_epoch is not None:
+                on_epoch(epoch_result)
+    return result

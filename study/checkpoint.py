@@ -1,0 +1,76 @@
+"""Checkpoints: a model's weights with the spec that rebuilds it (the nanoGPT round trip)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models import build_model
+from objectives import TrialSpec
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "model.pt"
+CHECKPOINT_DIR = "checkpoint"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or not one of ours."""
+
+
+def save(model: torch.nn.Module, spec: TrialSpec, path: Path, **extra: Any) -> Path:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save(
+        {"format_version": FORMAT_VERSION, "spec": spec.to_dict(), "state_dict": state, **extra},
+        path,
+    )
+    return path
+
+
+def fetch(uri: str, *, tracking_uri: str | None = None) -> Path:
+    """A local path for ``uri``: a path, ``file://``, ``runs:/`` or any MLflow artifact URI."""
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        uri = unquote(urlparse(uri).path)
+    if "://" not in uri and not uri.startswith("runs:/"):
+        path = Path(uri).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {uri!r} does not exist")
+        return path
+    import mlflow
+
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="ckpt-"), tracking_uri=tracking_uri
+        )
+    except Exception as e:  # noqa: BLE001 - MLflow raises many kinds for a missing artifact
+        raise CheckpointError(f"could not fetch checkpoint {uri!r}: {str(e)[:200]}") from None
+    return Path(local)
+
+
+def load(
+    uri: str, *, tracking_uri: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, TrialSpec]:
+    """Rebuild the model of a checkpoint and load its weights.
+
+    Example::
+
+        from study.checkpoint import load
+        model, spec = load("runs:/<run_id>/checkpoint/model.pt",
+                           tracking_uri="sqlite:///mlruns/mlflow.db")
+    """
+    path = fetch(uri, tracking_uri=tracking_uri)
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise CheckpointError(f"{path} is not a readable checkpoint: {str(e)[:200]}") from None
+    if not isinstance(blob, dict) or blob.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} is not a latent-study checkpoint (format {FORMAT_VERSION})")
+    spec = TrialSpec.from_dict(blob["spec"])
+    model = build_model(spec.model).to(device)
+    model.load_state_dict(blob["state_dict"])
+    model.eval()
+    return model, spec

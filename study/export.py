@@ -1,0 +1,164 @@
+"""``python -m study.export``: the best (or a chosen) trial as a reloadable YAML/JSON config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._common import (
+    UsageError,
+    add_study_arguments,
+    exits_cleanly,
+    load_study,
+    non_negative_int,
+    redact,
+    study_name,
+)
+from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m study.export",
+        description="Write a study's best trial (objective, dataset, full model config, "
+        "training settings, metric, trial number, MLflow run id, checkpoint URI) "
+        "to a YAML or JSON file that study.train reloads.",
+    )
+    add_study_arguments(p)
+    p.add_argument(
+        "--trial",
+        type=non_negative_int,
+        default=None,
+        help="export this trial number instead of the best one",
+    )
+    p.add_argument(
+        "--out",
+        default="best.yaml",
+        help="output file; .json writes JSON, anything else YAML (default: %(default)s)",
+    )
+    return p
+
+
+def write_config(data: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    else:
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """Read an exported (or hand-written) YAML/JSON config; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(
+            f"config file {str(path)!r} does not exist; export one with "
+            "python -m study.export --out FILE"
+        )
+    text = path.read_text()
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UsageError(
+            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}"
+            f" ({first}); fix or re-export it"
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"{path} must hold a mapping with objective, model and train, "
+            f"but holds {type(data).__name__}"
+        )
+    return data
+
+
+def export_trial(study, trial, *, dataset: str, tracking_uri: str) -> dict[str, Any]:
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    checkpoint_uri = None
+    if run_id and tracking_uri != "none":
+        from mlflow import MlflowClient
+
+        try:
+            base = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.artifact_uri
+            checkpoint_uri = f"{base.rstrip('/')}/{CHECKPOINT_DIR}/{CHECKPOINT_NAME}"
+        except Exception:  # noqa: BLE001 - run not in this tracking store
+            checkpoint_uri = f"runs:/{run_id}/{CHECKPOINT_DIR}/{CHECKPOINT_NAME}"
+    spec = trial.user_attrs["spec"]
+    return {
+        "objective": spec["objective"],
+        "dataset": dataset,
+        "metric": study.user_attrs.get("metric"),
+        "value": trial.value,
+        "direction": study.direction.name.lower(),
+        "study": study.study_name,
+        "trial": trial.number,
+        "mlflow_run_id": run_id,
+        "tracking_uri": redact(tracking_uri),
+        "checkpoint_uri": checkpoint_uri,
+        "model": spec["model"],
+        "train": spec["train"],
+        "params": trial.params,
+    }
+
+
+@exits_cleanly
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = study_name(args)
+    if (
+        args.storage.startswith("sqlite:///")
+        and not Path(args.storage[len("sqlite:///") :]).is_file()
+    ):
+        raise UsageError(
+            f"no Optuna storage at {args.storage!r}; run python -m study.run "
+            "first or pass the study's --storage"
+        )
+    study, _ = load_study(name, args.storage)
+    if study is None:
+        raise UsageError(
+            f"no study named {name!r} in {redact(args.storage)}; pass "
+            "--study-name (or --objective/--dataset) of an existing study"
+        )
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state == optuna.trial.TrialState.COMPLETE and "spec" in t.user_attrs
+    ]
+    if args.trial is not None:
+        chosen = [t for t in complete if t.number == args.trial]
+        if not chosen:
+            raise UsageError(
+                f"trial {args.trial} of study {name!r} is not a completed trial; "
+                f"completed: {[t.number for t in complete][:20]}"
+            )
+        trial = chosen[0]
+    else:
+        if not complete:
+            raise UsageError(
+                f"study {name!r} has no completed trial yet; run more trials "
+                "(python -m study.run) before exporting"
+            )
+        trial = study.best_trial
+    data = export_trial(
+        study,
+        trial,
+        dataset=study.user_attrs.get("dataset", args.dataset),
+        tracking_uri=args.tracking_uri,
+    )
+    out = Path(args.out)
+    write_config(data, out)
+    print(f"Wrote trial {trial.number} of {name!r} ({data['metric']} = {trial.value:.4f}) to {out}")
+    print(f"Retrain and test it:  python -m study.train --config {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""MLflow tracking: one experiment and parent run per study, one nested run per trial.
+
+Everything goes through ``MlflowClient`` with explicit run ids (no fluent global state), and
+each epoch's metrics are one ``log_batch`` call: on SQLite a synchronous call costs ~15 ms,
+whatever it carries.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from models import EpochResult
+from objectives import TrialSpec
+
+from . import checkpoint, pictures
+
+STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+PARENT_ATTR = "mlflow_parent_run_id"
+MAX_PARAM = 6000  # MLflow's limit on a param value
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message says why and what to do."""
+
+
+def local_sqlite_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :])
+    return None
+
+
+def client_for(uri: str):
+    """An ``MlflowClient`` for ``uri``; SQLite stores get their directory created."""
+    from mlflow import MlflowClient
+
+    db = local_sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Artifacts of a local SQLite store live beside it: ``<dir>/artifacts/<experiment>``."""
+    db = local_sqlite_path(uri)
+    if db is None:
+        return None  # a tracking server decides (``--serve-artifacts``)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+    return (db.parent.resolve() / "artifacts" / safe).as_uri()
+
+
+def experiment_id(client, name: str, uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location(uri, name))
+
+
+def metrics_of(result: EpochResult) -> dict[str, float]:
+    """``train_loss``, ``val_acc``, ... for the main phase; ``pretrain_`` prefix before it."""
+    prefix = "" if result.phase == "train" else f"{result.phase}_"
+    out = {f"{prefix}train_{k}": v for k, v in result.train.items()}
+    out.update({f"{prefix}val_{k}": v for k, v in result.val.items()})
+    out[f"{prefix}epoch_time"] = result.seconds
+    return out
+
+
+def _params(flat: dict[str, Any]):
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)[:MAX_PARAM]) for k, v in flat.items()]
+
+
+def _metrics(values: dict[str, float], step: int):
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in values.items()]
+
+
+class StudyTracker:
+    """The study's experiment and parent run in one tracking store."""
+
+    def __init__(self, uri: str, study, *, settings: dict[str, Any]):
+        self.uri = uri
+        self.client = client_for(uri)
+        self.study_name = study.study_name
+        self.experiment_id = experiment_id(self.client, study.study_name, uri)
+        self.parent_run_id = self._parent(study, settings)
+
+    def _parent(self, study, settings: dict[str, Any]) -> str:
+        run_id = study.user_attrs.get(PARENT_ATTR)
+        if run_id:
+            try:
+                run = self.client.get_run(run_id)
+                if run.info.experiment_id == self.experiment_id:
+                    self.client.update_run(run_id, status="RUNNING")
+                    self._tag_settings(run_id, settings)
+                    return run_id
+            except Exception:  # noqa: BLE001 - the id belongs to another tracking store
+                pass
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=self.study_name,
+            tags={"optuna.study": self.study_name, "kind": "study"},
+        )
+        run_id = run.info.run_id
+        self._tag_settings(run_id, settings)
+        study.set_user_attr(PARENT_ATTR, run_id)
+        return run_id
+
+    def _tag_settings(self, run_id: str, settings: dict[str, Any]) -> None:
+        # Tags, not params: a resumed study may run with other settings and params are
+        # write-once in MLflow.
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(
+            run_id, tags=[RunTag(f"setting.{k}", str(v)) for k, v in settings.items()]
+        )
+
+    def start_trial(
+        self, trial, *, objective: str, dataset: str, val_images, val_labels
+    ) -> TrialRun:
+        tags = {
+            "mlflow.parentRunId": self.parent_run_id,
+            "optuna.study": self.study_name,
+            "optuna.trial_number": str(trial.number),
+            "optuna.state": "RUNNING",
+            "objective": objective,
+        }
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{trial.number}", tags=tags
+        )
+        trial.set_user_attr("mlflow_run_id", run.info.run_id)
+        return TrialRun(
+            self.client,
+            run.info.run_id,
+            dataset=dataset,
+            val_images=val_images,
+            val_labels=val_labels,
+        )
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(
+            self.parent_run_id, tags=[RunTag(f"summary.{k}", str(v)) for k, v in summary.items()]
+        )
+        self.client.set_terminated(self.parent_run_id, "FINISHED")
+
+    def interrupted(self) -> None:
+        self.client.set_terminated(self.parent_run_id, "KILLED")
+
+
+class TrialRun:
+    """One trial's nested MLflow run."""
+
+    def __init__(self, client, run_id: str, *, dataset: str, val_images, val_labels):
+        self.client = client
+        self.run_id = run_id
+        self.dataset = dataset
+        self.val_images = val_images
+        self.val_labels = val_labels
+        self.spec: TrialSpec | None = None
+        self.model = None
+        self.closed = False
+
+    def start(self, spec: TrialSpec, context: dict[str, Any]) -> None:
+        """Log every sampled and fixed setting, plus the run's context, as params."""
+        self.spec = spec
+        self.client.log_batch(self.run_id, params=_params({**spec.flat_params(), **context}))
+
+    def epoch(self, result: EpochResult) -> None:
+        self.model = result.model
+        self.client.log_batch(self.run_id, metrics=_metrics(metrics_of(result), result.epoch))
+
+    def _pictures(self, tmp: Path, with_checkpoint: bool) -> None:
+        model, spec = self.model, self.spec
+        if model is None or spec is None:
+            return
+        if with_checkpoint:
+            path = tmp / checkpoint.CHECKPOINT_NAME
+            checkpoint.save(model, spec, path)
+            self.client.log_artifact(self.run_id, str(path), checkpoint.CHECKPOINT_DIR)
+        autoencoder = getattr(model, "autoencoder", model)
+        if spec.objective != "classifier" or spec.model.freeze != "scratch":
+            # A scratch classifier never trains its decoder: its reconstructions mean nothing.
+            pictures.reconstruction_grid(autoencoder, self.val_images, tmp / "reconstructions.png")
+        pictures.latent_scatter(
+            model,
+            self.val_images,
+            self.val_labels,
+            tmp / "latent.png",
+            dataset=self.dataset,
+            title=f"{self.dataset} validation",
+        )
+        for name in ("reconstructions.png", "latent.png"):
+            if (tmp / name).exists():
+                self.client.log_artifact(self.run_id, str(tmp / name), "pictures")
+
+    def close(
+        self,
+        state: str,
+        *,
+        value: float | None = None,
+        reason: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Log artifacts for the outcome and end the run with the status mirroring ``state``."""
+        if self.closed:
+            return
+        self.closed = True
+        from mlflow.entities import RunTag
+
+        tags = [RunTag("optuna.state", state)]
+        if reason:
+            tags.append(RunTag("fail_reason" if state == "FAIL" else "prune_reason", reason[:5000]))
+        metrics = {"objective_value": value} if value is not None else {}
+        self.client.log_batch(self.run_id, metrics=_metrics(metrics, 0), tags=tags)
+        with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
+            tmp_path = Path(tmp)
+            if error is not None:
+                (tmp_path / "traceback.txt").write_text("".join(traceback.format_exception(error)))
+                self.client.log_artifact(self.run_id, str(tmp_path / "traceback.txt"))
+            if state in ("COMPLETE", "PRUNED"):
+                self._pictures(tmp_path, with_checkpoint=state == "COMPLETE")
+        self.client.set_terminated(self.run_id, STATUS_OF_STATE[state])

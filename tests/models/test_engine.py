@@ -1,0 +1,167 @@
+import math
+
+import pytest
+import torch
+
+import models as m
+
+CPU = torch.device("cpu")
+FAST = m.TrainConfig(lr=2e-3, batch_size=64, epochs=3)
+
+
+def _weights(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        m.MLPAEConfig(hidden=(64,), latent_dim=8),
+        m.ConvAEConfig(channels=(8, 16), fc_latent=8),
+        m.VAEConfig(hidden=(64,), latent_dim=8),
+        m.ClassifierConfig(
+            encoder=m.MLPAEConfig(hidden=(64,), latent_dim=8),
+            head=(32,),
+            freeze="scratch",
+            pretrain_epochs=0,
+        ),
+    ],
+    ids=lambda c: c.family,
+)
+def test_a_few_epochs_lower_the_loss_on_real_data(config, small):
+    train, val = small
+    history = m.fit(config, FAST, train, val, device=CPU, seed=0).history
+    assert history[-1].train["loss"] < history[0].train["loss"]
+    assert history[-1].val["loss"] < history[0].val["loss"]
+
+
+def test_frozen_encoder_weights_are_bit_identical_after_classifier_training(small):
+    train, val = small
+    config = m.ClassifierConfig(
+        encoder=m.ConvAEConfig(channels=(4, 8), fc_latent=6, batch_norm=True),
+        head=(16,),
+        freeze="frozen",
+        pretrain_epochs=1,
+    )
+    seen = {}
+
+    def grab(result):
+        if result.phase == "pretrain":
+            seen["encoder"] = _weights(result.model.autoencoder)
+            seen["head"] = _weights(result.model.head)
+
+    model = m.fit(
+        config, m.TrainConfig(epochs=2, batch_size=64), train, val, device=CPU, on_epoch=grab
+    ).model
+    after = _weights(model.autoencoder)
+    assert all(torch.equal(seen["encoder"][k], after[k]) for k in after)  # BN stats too
+    assert any(not torch.equal(seen["head"][k], v) for k, v in _weights(model.head).items())
+
+
+def test_frozen_encoder_receives_no_gradient():
+    config = m.ClassifierConfig(encoder=m.MLPAEConfig(hidden=(16,), latent_dim=4), head=(8,))
+    model = m.build_model(config)
+    model.freeze_encoder()
+    loss = model(torch.rand(4, 1, 28, 28)).sum()
+    loss.backward()
+    assert all(p.grad is None for p in model.autoencoder.parameters())
+    assert all(p.grad is not None for p in model.head.parameters())
+
+
+@pytest.mark.parametrize("freeze", ["finetune", "joint", "scratch"])
+def test_unfrozen_choices_change_the_encoder(freeze, small):
+    train, val = small
+    config = m.ClassifierConfig(
+        encoder=m.MLPAEConfig(hidden=(16,), latent_dim=4),
+        head=(),
+        freeze=freeze,
+        pretrain_epochs=1 if freeze == "finetune" else 0,
+    )
+    seen = {}
+
+    def grab(result):
+        if "encoder" not in seen or result.phase == "pretrain":
+            seen["encoder"] = _weights(result.model.autoencoder.encoder)
+
+    model = m.fit(
+        config, m.TrainConfig(epochs=2, batch_size=64), train, val, device=CPU, on_epoch=grab
+    ).model
+    after = _weights(model.autoencoder.encoder)
+    assert any(not torch.equal(seen["encoder"][k], v) for k, v in after.items())
+
+
+def test_joint_reports_reconstruction_and_accuracy(small):
+    train, val = small
+    config = m.ClassifierConfig(
+        encoder=m.VAEConfig(hidden=(16,), latent_dim=4),
+        head=(),
+        freeze="joint",
+        pretrain_epochs=0,
+        recon_weight=0.5,
+    )
+    last = m.fit(config, m.TrainConfig(epochs=1), train, val, device=CPU).last
+    assert set(last.val) == {"loss", "ce", "acc", "recon"}
+    assert 0.0 <= last.val["acc"] <= 1.0
+    assert math.isclose(last.val["loss"], last.val["ce"] + 0.5 * last.val["recon"], rel_tol=1e-4)
+
+
+def test_vae_reports_reconstruction_and_kl_separately(small):
+    train, val = small
+    config = m.VAEConfig(hidden=(32,), latent_dim=4, beta=2.0)
+    last = m.fit(config, m.TrainConfig(epochs=1), train, val, device=CPU).last
+    assert last.val["kl"] > 0
+    assert math.isclose(last.val["loss"], last.val["recon"] + 2.0 * last.val["kl"], rel_tol=1e-4)
+    assert math.isclose(last.val["nelbo"], last.val["recon"] + last.val["kl"], rel_tol=1e-4)
+
+
+def test_training_is_reproducible_on_cpu(small):
+    train, val = small
+    config = m.VAEConfig(encoder="conv", channels=(4, 8), latent_dim=4)
+    a = m.fit(config, m.TrainConfig(epochs=1), train, val, device=CPU, seed=3).last.val
+    b = m.fit(config, m.TrainConfig(epochs=1), train, val, device=CPU, seed=3).last.val
+    c = m.fit(config, m.TrainConfig(epochs=1), train, val, device=CPU, seed=4).last.val
+    assert a == b
+    assert a != c
+
+
+def test_a_diverging_loss_stops_with_a_clear_reason(small):
+    train, val = small
+    # A linear model with a far too large SGD step diverges within one epoch.
+    config = m.MLPAEConfig(
+        hidden=(32,), latent_dim=4, activation="identity", output_activation="identity"
+    )
+    with pytest.raises(m.NonFiniteLossError, match=r"non-finite .*lr=5"):
+        m.fit(config, m.TrainConfig(optimizer="sgd", lr=5.0, epochs=3), train, val, device=CPU)
+
+
+def test_callback_can_stop_training(small):
+    train, val = small
+    epochs = []
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(result):
+        epochs.append(result.epoch)
+        raise Stop
+
+    with pytest.raises(Stop):
+        m.fit(
+            m.MLPAEConfig(hidden=(8,), latent_dim=2),
+            m.TrainConfig(epochs=5),
+            train,
+            val,
+            device=CPU,
+            on_epoch=on_epoch,
+        )
+    assert epochs == [1]
+
+
+def test_device_resolution():
+    assert m.resolve_device("cpu").type == "cpu"
+    assert m.resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(m.ConfigError, match="'tpu'"):
+        m.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(m.ConfigError, match="CUDA is not available"):
+            m.resolve_device("cuda")
