@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -218,6 +219,9 @@ class EpochResult:
         seconds: wall time of the epoch, evaluation included.
         metric: name of the phase's score (``acc``, ``mse``, ``nelbo``).
         model: the whole model (during pre-training too), e.g. for checkpoints.
+        snapshot: returns everything ``fit(resume=...)`` needs to continue after this epoch
+            (weights, optimiser, random state, history). Its tensors are the live ones:
+            serialise it before training goes on.
     """
 
     phase: str
@@ -227,10 +231,22 @@ class EpochResult:
     seconds: float
     metric: str
     model: nn.Module = field(repr=False, compare=False, default=None)
+    snapshot: Callable[[], dict] = field(repr=False, compare=False, default=None)
 
     @property
     def value(self) -> float:
         return self.val[self.metric]
+
+    def record(self) -> dict:
+        """The plain-data part (phase, epoch, metrics, time)."""
+        return {
+            "phase": self.phase,
+            "epoch": self.epoch,
+            "train": self.train,
+            "val": self.val,
+            "seconds": self.seconds,
+            "metric": self.metric,
+        }
 
 
 @dataclass
@@ -263,6 +279,7 @@ def fit(
     device: torch.device,
     seed: int = 0,
     on_epoch: Callable[[EpochResult], None] | None = None,
+    resume: dict | None = None,
 ) -> FitResult:
     """Build ``model_config`` and train it; ``on_epoch`` is called after every epoch.
 
@@ -271,6 +288,8 @@ def fit(
     for ``train_config.epochs`` (phase ``train``). The callback may raise to stop training
     (the study's pruner does); a NaN or infinite loss raises ``NonFiniteLossError``.
 
+    ``resume`` is an ``EpochResult.snapshot()``: training continues after that epoch with
+    the same weights, optimiser state and random state, as if it had never stopped.
     Training on the CPU is reproducible for a given ``seed``.
     """
     torch.manual_seed(seed)
@@ -279,16 +298,20 @@ def fit(
     result = FitResult(model)
     phases = []
     if isinstance(model_config, ClassifierConfig) and model_config.pretrains:
-        phases.append(
-            (
-                "pretrain",
-                model.autoencoder,
-                recon_task(model_config.encoder),
-                model_config.pretrain_epochs,
-            )
-        )
+        pretrain_task = recon_task(model_config.encoder)
+        phases.append(("pretrain", model.autoencoder, pretrain_task, model_config.pretrain_epochs))
     phases.append(("train", model, task_for(model_config), train_config.epochs))
-    for phase, module, task, epochs in phases:
+    start_phase, start_epoch = 0, 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        result.history = [EpochResult(**h) for h in resume["history"]]
+        start_phase, start_epoch = resume["phase_index"], resume["epoch"] + 1
+    eval_batch = max(EVAL_BATCH, 4 * train_config.batch_size)
+    for index, (phase, module, task, epochs) in enumerate(phases):
+        if index < start_phase:
+            continue
         if (
             phase == "train"
             and isinstance(model, LatentClassifier)
@@ -296,7 +319,10 @@ def fit(
         ):
             model.freeze_encoder()
         optimizer = make_optimizer(module.parameters(), train_config, device)
-        for epoch in range(1, epochs + 1):
+        first = start_epoch if index == start_phase else 1
+        if 1 < first <= epochs:
+            optimizer.load_state_dict(resume["optimizer"])
+        for epoch in range(first, epochs + 1):
             start = time.perf_counter()
             train_metrics = train_epoch(
                 module,
@@ -307,13 +333,7 @@ def fit(
                 device=device,
                 generator=generator,
             )
-            val_metrics = evaluate(
-                module,
-                task,
-                val,
-                device=device,
-                batch_size=max(EVAL_BATCH, 4 * train_config.batch_size),
-            )
+            val_metrics = evaluate(module, task, val, device=device, batch_size=eval_batch)
             epoch_result = EpochResult(
                 phase,
                 epoch,
@@ -325,6 +345,21 @@ def fit(
             )
             result.history.append(epoch_result)
             _check_finite(epoch_result, train_config.lr)
+            epoch_result.snapshot = functools.partial(
+                _snapshot, index, epoch, model, optimizer, generator, result.history
+            )
             if on_epoch is not None:
                 on_epoch(epoch_result)
     return result
+
+
+def _snapshot(index, epoch, model, optimizer, generator, history) -> dict:
+    return {
+        "phase_index": index,
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": [h.record() for h in history],
+    }

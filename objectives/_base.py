@@ -19,6 +19,8 @@ from models import (
 )
 from models._config import ConfigError
 
+OBJECTIVE_NAMES = ("classifier", "ae", "vae")
+
 
 @dataclass(frozen=True)
 class TrialSpec:
@@ -43,6 +45,10 @@ class TrialSpec:
         missing = [k for k in ("objective", "model", "train") if k not in data]
         if missing:
             raise ConfigError(f"missing key(s) {missing}; a spec needs objective, model, train")
+        if data["objective"] not in OBJECTIVE_NAMES:
+            raise ConfigError(
+                f"unknown objective {data['objective']!r}; choose one of {OBJECTIVE_NAMES}"
+            )
         if not isinstance(data["train"], dict):
             raise ConfigError(f"train must be a mapping, but got {data['train']!r}")
         return cls(
@@ -105,11 +111,13 @@ def run_trial(
     max_epochs: int,
     seed: int = 0,
     reporter: Reporter | None = None,
+    resume: dict | None = None,
 ) -> float:
     """Suggest, build, train (reporting and pruning each epoch) and return the metric.
 
     Raises ``optuna.TrialPruned`` when the pruner stops the trial and
-    ``models.NonFiniteLossError`` when the loss diverges.
+    ``models.NonFiniteLossError`` when the loss diverges. ``resume`` is an epoch snapshot
+    of an earlier attempt at the same parameters (see ``models.fit``).
     """
     reporter = reporter or NullReporter()
     spec = objective.suggest(trial, max_epochs=max_epochs)
@@ -131,7 +139,8 @@ def run_trial(
         train,
         val,
         device=device,
-        seed=seed + trial.number,
+        seed=seed,
         on_epoch=on_epoch,
+        resume=resume,
     )
     return result.last.value

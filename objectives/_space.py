@@ -8,14 +8,15 @@ import optuna
 from models import ConvAEConfig, MLPAEConfig, TrainConfig, VAEConfig
 
 ACTIVATION_CHOICES = ["relu", "leaky_relu", "gelu", "elu", "tanh"]
-CHANNEL_CHOICES = [8, 16, 32, 64]
+FIRST_CHANNELS = [8, 16, 32]  # the first stage runs at full resolution: keep it cheap
+CHANNEL_CHOICES = [16, 32, 64]
 BATCH_CHOICES = [64, 128, 256, 512]
 
 
 def suggest_train(trial: optuna.Trial, *, max_epochs: int) -> TrainConfig:
     """Optimiser, log-scale learning rate, batch size and the epoch budget."""
     optimizer = trial.suggest_categorical("train.optimizer", ["adam", "adamw", "sgd"])
-    lr_low, lr_high = (1e-3, 0.3) if optimizer == "sgd" else (1e-4, 1e-2)
+    lr_low, lr_high = (1e-2, 0.3) if optimizer == "sgd" else (3e-4, 1e-2)
     lr = trial.suggest_float(f"train.{optimizer}.lr", lr_low, lr_high, log=True)
     weight_decay = 0.0
     if optimizer == "adamw":
@@ -42,7 +43,9 @@ def suggest_conv(trial: optuna.Trial, prefix: str) -> dict:
     stages = trial.suggest_int(f"{prefix}.conv.stages", 2, 3)
     return {
         "channels": tuple(
-            trial.suggest_categorical(f"{prefix}.conv.ch{i}", CHANNEL_CHOICES)
+            trial.suggest_categorical(
+                f"{prefix}.conv.ch{i}", FIRST_CHANNELS if i == 0 else CHANNEL_CHOICES
+            )
             for i in range(stages)
         ),
         "downsample": trial.suggest_categorical(f"{prefix}.conv.downsample", ["stride", "maxpool"]),

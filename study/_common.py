@@ -15,6 +15,13 @@ SAMPLERS = ("tpe", "random", "qmc")
 PRUNERS = ("median", "hyperband", "successive-halving", "percentile", "none")
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit code 2, as argparse's)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 class UsageError(Exception):
     """A mistake in the user's input: printed as one line, exit code 2."""
 
@@ -32,7 +39,7 @@ def exits_cleanly(main):
         try:
             return main(argv)
         except (UsageError, ConfigError, DataError, TrackingError, CheckpointError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # always one line
             return 2
 
     return wrapper
@@ -167,12 +174,14 @@ def check_storage_url(url: str) -> None:
     )
 
 
-def make_storage(url: str):
+def make_storage(url: str, heartbeat: int = 30):
     """The Optuna storage for ``url``: RDB storages get heartbeats so crashed trials retry."""
     import warnings
 
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RDBStorage
+
+    from ._loop import RETRY
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if url == "memory":
@@ -188,9 +197,9 @@ def make_storage(url: str):
         return RDBStorage(
             url,
             engine_kwargs=engine,
-            heartbeat_interval=30,
-            grace_period=90,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            heartbeat_interval=heartbeat,
+            grace_period=3 * heartbeat,
+            heartbeat_stale_trial_callback=RETRY,
         )
     except ImportError as e:
         raise UsageError(
@@ -267,11 +276,11 @@ def make_pruner(name: str, max_epochs: int):
     raise UsageError(f"unknown pruner {name!r}; choose one of {PRUNERS}")
 
 
-def load_study(name: str, storage_url: str):
-    """The existing study ``name`` or None; a storage that cannot be read is a usage error."""
+def load_study(name: str, storage_url: str, *, heartbeat: int = 30, storage=None):
+    """The existing study ``name`` (or None) and the storage it lives in."""
     import optuna
 
-    storage = make_storage(storage_url)
+    storage = storage or make_storage(storage_url, heartbeat)
     try:
         return optuna.load_study(study_name=name, storage=storage), storage
     except KeyError:

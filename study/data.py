@@ -197,7 +197,7 @@ def locate(
             )
             raise DataError(
                 f"{name} not found (looked in $STUDY_DATA_DIR, {raw}, {system}) and the "
-                f"download failed ({type(e).__name__}: {str(e)[:120]}); get the files with "
+                f"download failed ({type(e).__name__}: {' '.join(str(e).split())[:160]}); get the files with "
                 f"{how}, or put them in a directory and pass --data-dir DIR"
             ) from None
         for n in FILES:

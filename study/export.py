@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ._common import (
+    Parser,
     UsageError,
     add_study_arguments,
     exits_cleanly,
@@ -21,9 +22,25 @@ from ._common import (
 )
 from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
 
+EXPORT_KEYS = {
+    "objective",
+    "dataset",
+    "metric",
+    "value",
+    "direction",
+    "study",
+    "trial",
+    "mlflow_run_id",
+    "tracking_uri",
+    "checkpoint_uri",
+    "model",
+    "train",
+    "params",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study.export",
         description="Write a study's best trial (objective, dataset, full model config, "
         "training settings, metric, trial number, MLflow run id, checkpoint URI) "

@@ -7,10 +7,16 @@ Re-running the same command continues the study until it holds ``--trials`` fini
 from __future__ import annotations
 
 import argparse
+import gc
+import logging
 import math
+import os
 import signal
+import subprocess
 import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 from ._common import (
@@ -18,6 +24,7 @@ from ._common import (
     DEFAULT_TRACKING,
     PRUNERS,
     SAMPLERS,
+    Parser,
     UsageError,
     add_study_arguments,
     check_storage_url,
@@ -26,6 +33,7 @@ from ._common import (
     load_study,
     make_pruner,
     make_sampler,
+    make_storage,
     non_negative_int,
     positive_float,
     positive_int,
@@ -38,11 +46,11 @@ DEFAULT_EPOCHS = 8
 DEFAULT_LIMIT_TRAIN = 10_000
 DEFAULT_LIMIT_VAL = 5_000
 MAX_FAILURES_IN_A_ROW = 5
-FINISHED = ("COMPLETE", "PRUNED")
+DEFAULT_HEARTBEAT = 30
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study.run",
         description="Run (or resume) an Optuna study; every trial is logged to MLflow. "
         "Re-running the same command continues to --trials finished trials.",
@@ -112,6 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory with the IDX files (default: $STUDY_DATA_DIR, "
         "torchvision's root, the Debian package, then a download)",
     )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes to start on this machine, all on the same study; each gets "
+        "cpu_count/N torch threads (default: %(default)s)",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=positive_int,
+        default=DEFAULT_HEARTBEAT,
+        help="seconds between a running trial's heartbeats (SQLite/PostgreSQL storage); a "
+        "trial silent for 3 heartbeats is failed and retried (default: %(default)s)",
+    )
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -122,15 +145,6 @@ class Outcome:
     value: float | None
     seconds: float
     epochs: int
-
-
-def _counts(study) -> dict[str, int]:
-    from optuna.trial import TrialState
-
-    out = {s.name: 0 for s in TrialState}
-    for t in study.get_trials(deepcopy=False):
-        out[t.state.name] += 1
-    return out
 
 
 def _best(study):
@@ -144,8 +158,12 @@ def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _frozen(trial):
+    return trial.study._storage.get_trial(trial._trial_id)
+
+
 class TrialFunction:
-    """The Optuna objective: run one trial and mirror its outcome in MLflow."""
+    """Runs one trial and mirrors its outcome in MLflow; ``last`` describes it afterwards."""
 
     def __init__(self, objective, data, *, device, args, tracker):
         self.objective = objective
@@ -157,12 +175,17 @@ class TrialFunction:
 
     def __call__(self, trial) -> float:
         import optuna
+        import torch
 
         from models import NonFiniteLossError
         from objectives import run_trial
 
+        from ._loop import RETRY
+
         start = time.perf_counter()
-        run = None
+        history = RETRY.retry_history(_frozen(trial))
+        original = history[0] if history else trial.number
+        run = resume = None
         if self.tracker is not None:
             run = self.tracker.start_trial(
                 trial,
@@ -171,7 +194,15 @@ class TrialFunction:
                 val_images=self.data.val.images,
                 val_labels=self.data.val.labels,
             )
-        reporter = _Reporter(trial, run, self.context(trial))
+            if history:
+                previous = trial.study.get_trials(deepcopy=False)[history[-1]]
+                previous_run = previous.user_attrs.get("mlflow_run_id")
+                resume = self.tracker.fetch_resume(previous_run) if previous_run else None
+                if resume is not None:
+                    run.restored(resume["history"], history[-1])
+        reporter = _Reporter(trial, run, self.context(trial, original))
+        if resume is not None:
+            reporter.epochs = len(resume["history"])
         state, value, reason, error = "FAIL", None, None, None
         try:
             value = run_trial(
@@ -181,8 +212,9 @@ class TrialFunction:
                 val=self.data.val,
                 device=self.device,
                 max_epochs=self.args.epochs,
-                seed=self.args.seed,
+                seed=self.args.seed + original,
                 reporter=reporter,
+                resume=resume,
             )
             state = "COMPLETE"
             return value
@@ -193,6 +225,18 @@ class TrialFunction:
         except NonFiniteLossError as e:
             reason = str(e)
             raise
+        except torch.cuda.OutOfMemoryError as e:
+            reason = (
+                f"CUDA out of memory (batch size {reporter.batch_size}); the next trial "
+                f"goes on. {str(e).splitlines()[0][:300]}"
+            )
+            error = e
+            raise
+        except KeyboardInterrupt as e:
+            reason = "interrupted (Ctrl-C or SIGTERM); re-running the study retries it"
+            trial.set_user_attr("interrupted", True)
+            error = e
+            raise
         except BaseException as e:
             reason, error = f"{type(e).__name__}: {e}", e
             raise
@@ -201,11 +245,17 @@ class TrialFunction:
                 trial.set_user_attr("fail_reason", reason)
             if run is not None:
                 run.close(state, value=value, reason=reason, error=error)
+                run.model = None
             self.last = Outcome(
                 trial.number, state, value, time.perf_counter() - start, reporter.epochs
             )
+            if isinstance(error, torch.cuda.OutOfMemoryError):
+                # Drop every reference to the failed model before handing memory back.
+                reporter.model = error = None
+                gc.collect()
+                torch.cuda.empty_cache()
 
-    def context(self, trial) -> dict:
+    def context(self, trial, original: int) -> dict:
         a = self.args
         return {
             "dataset": a.dataset,
@@ -216,7 +266,7 @@ class TrialFunction:
             "sampler": a.sampler,
             "pruner": a.pruner,
             "seed": a.seed,
-            "trial_seed": a.seed + trial.number,
+            "trial_seed": a.seed + original,
         }
 
 
@@ -227,9 +277,12 @@ class _Reporter:
         self.trial, self.run, self.context = trial, run, context
         self.epochs = 0
         self.last_value = None
+        self.batch_size = None
+        self.model = None
 
     def start(self, spec) -> None:
         self.trial.set_user_attr("spec", spec.to_dict())
+        self.batch_size = spec.train.batch_size
         if self.run is not None:
             self.run.start(spec, self.context)
 
@@ -239,6 +292,27 @@ class _Reporter:
             self.last_value = result.value
         if self.run is not None:
             self.run.epoch(result)
+
+
+def execute(study, trial, func) -> None:
+    """Run ``func`` on an asked trial and tell the study how it ended."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from ._loop import Heartbeat
+
+    with Heartbeat(study, trial._trial_id):
+        try:
+            value = func(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        except Exception:  # recorded by func; the study goes on
+            study.tell(trial, state=TrialState.FAIL)
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)
+            raise
+        else:
+            study.tell(trial, value)
 
 
 def _format_value(metric: str, value: float | None) -> str:
@@ -279,20 +353,125 @@ def _commands(args, name: str, experiment_id: str | None) -> list[str]:
     return out
 
 
+def work(study, func, args, lock, tracker, bar) -> str | None:
+    """Start trials until the study holds ``--trials`` finished ones; the stop reason or None."""
+    from optuna.trial import TrialState
+
+    from ._loop import counts, heartbeat_enabled, recover
+
+    started = time.monotonic()
+    failures_in_a_row = 0
+    while True:
+        with lock():
+            recovered = recover(study)
+            if tracker is not None:
+                tracker.mirror(study)
+            c = counts(study)
+            finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
+            if recovered:
+                bar.write(
+                    f"queued again (their process stopped): trials {recovered}", file=sys.stdout
+                )
+            bar.n = min(finished, args.trials)
+            bar.refresh()
+            if finished >= args.trials:
+                return None
+            if args.timeout is not None and time.monotonic() - started >= args.timeout:
+                return f"--timeout {args.timeout:g}s reached"
+            trial = study.ask() if finished + c[TrialState.RUNNING] < args.trials else None
+        if trial is None:
+            # The last trials run elsewhere. Wait for them: if their process dies, their
+            # heartbeat stops and this worker retries them. Without heartbeats, leave.
+            if not heartbeat_enabled(study):
+                return None
+            time.sleep(min(2.0, args.heartbeat))
+            continue
+        func.last = None
+        execute(study, trial, func)
+        outcome = func.last
+        bar.write(_line(outcome, func.objective.metric, _best(study)), file=sys.stdout)
+        failures_in_a_row = failures_in_a_row + 1 if outcome.state == "FAIL" else 0
+        if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            return (
+                f"{failures_in_a_row} trials failed in a row; see their fail_reason in "
+                "MLflow or the study's trial attributes"
+            )
+
+
+def _spawn_workers(args, argv: list[str]) -> int:
+    """Start ``--workers`` copies of this command on the same study; relay their output."""
+    base = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--workers":
+            skip = True
+            continue
+        if a.startswith("--workers="):
+            continue
+        base.append(a)
+    env = dict(os.environ, STUDY_THREADS=str(max(1, (os.cpu_count() or 1) // args.workers)))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "study.run", *base, "--worker-index", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for i in range(args.workers)
+    ]
+
+    def relay(i, proc):
+        for line in proc.stdout:
+            print(f"[worker {i}] {line}", end="", flush=True)
+
+    threads = [
+        threading.Thread(target=relay, args=(i, p), daemon=True) for i, p in enumerate(procs)
+    ]
+    for t in threads:
+        t.start()
+
+    def forward(signum, frame):
+        for p in procs:
+            p.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        forward(signal.SIGINT, None)
+        codes = [p.wait() for p in procs]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for t in threads:
+            t.join(timeout=5)
+    return max(codes, key=abs) if any(codes) else 0
+
+
 @exits_cleanly
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     import optuna
     import torch
+    from optuna.trial import TrialState
+    from tqdm import tqdm
 
     from models import resolve_device
     from objectives import OBJECTIVES
 
     from . import data as data_mod
+    from ._loop import counts, study_lock
     from .tracking import StudyTracker
 
     objective = OBJECTIVES[args.objective]
     name = study_name(args)
+    worker = args.worker_index is not None
+    if os.environ.get("STUDY_THREADS"):
+        torch.set_num_threads(int(os.environ["STUDY_THREADS"]))
     # Everything a user can get wrong is checked before any store is touched.
     device = resolve_device(args.device)
     check_storage_url(args.storage)
@@ -302,150 +481,155 @@ def main(argv: list[str] | None = None) -> int:
     val = dataset.val.head(args.limit_val or None).to(device)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study, storage = load_study(name, args.storage)
-    existing = study is not None
-    if existing:
-        attrs = study.user_attrs
-        if (
-            attrs.get("objective", args.objective) != args.objective
-            or study.direction.name.lower() != objective.direction
-        ):
-            raise UsageError(
-                f"study {name!r} holds objective {attrs.get('objective')!r} "
-                f"({study.direction.name.lower()}), not {args.objective!r}; "
-                "pick another --study-name or the study's own --objective"
-            )
-        if attrs.get("dataset", args.dataset) != args.dataset:
-            raise UsageError(
-                f"study {name!r} was run on {attrs.get('dataset')!r}, not "
-                f"{args.dataset!r}; pick another --study-name or --dataset"
-            )
-    done_before = _counts(study) if existing else {}
-    finished_before = sum(done_before.get(s, 0) for s in FINISHED)
-    # A fresh seed per session: a resumed study must not replay its first random trials.
-    sampler = make_sampler(args.sampler, args.seed + sum(done_before.values()))
-    pruner = make_pruner(args.pruner, args.epochs)
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        direction=objective.direction,
-        load_if_exists=True,
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial tables..."
+    # We run our own heartbeat thread around ask/tell (see _loop.Heartbeat).
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    # File-based stores are locked before they are opened: two processes creating the same
+    # fresh SQLite file would race on its schema. A database server needs its engine first.
+    storage = (
+        make_storage(args.storage, args.heartbeat) if args.storage.startswith("postgres") else None
     )
-    if not existing:
-        study.set_user_attr("objective", args.objective)
-        study.set_user_attr("dataset", args.dataset)
-        study.set_user_attr("metric", objective.metric)
 
-    print(
-        f"Study {name!r}: {objective.description}, on {args.dataset} "
-        f"({len(train)} train / {len(val)} validation images from {dataset.source}), "
-        f"device {device}"
-    )
-    print(f"  storage {redact(args.storage)}, tracking {redact(args.tracking_uri)}")
-    if existing:
-        print(
-            f"  resuming: {finished_before} of {args.trials} trials already finished"
-            + (
-                f" ({done_before.get('FAIL', 0)} failed ones do not count)"
-                if done_before.get("FAIL")
-                else ""
-            )
+    def lock():
+        return study_lock(args.storage, storage, name)
+
+    with lock():
+        study, storage = load_study(name, args.storage, heartbeat=args.heartbeat, storage=storage)
+        existing = study is not None
+        if existing:
+            attrs = study.user_attrs
+            if (
+                attrs.get("objective", args.objective) != args.objective
+                or study.direction.name.lower() != objective.direction
+            ):
+                raise UsageError(
+                    f"study {name!r} holds objective {attrs.get('objective')!r} "
+                    f"({study.direction.name.lower()}), not {args.objective!r}; "
+                    "pick another --study-name or the study's own --objective"
+                )
+            if attrs.get("dataset", args.dataset) != args.dataset:
+                raise UsageError(
+                    f"study {name!r} was run on {attrs.get('dataset')!r}, not "
+                    f"{args.dataset!r}; pick another --study-name or --dataset"
+                )
+        before = counts(study) if existing else {}
+        finished_before = before.get(TrialState.COMPLETE, 0) + before.get(TrialState.PRUNED, 0)
+        # A fresh seed per session (and worker): a resumed study must not replay its first
+        # random trials.
+        offset = sum(before.values()) + 1000 * (args.worker_index or 0)
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            sampler=make_sampler(args.sampler, args.seed + offset),
+            pruner=make_pruner(args.pruner, args.epochs),
+            direction=objective.direction,
+            load_if_exists=True,
         )
-    if finished_before >= args.trials:
+        for key, value in (
+            ("objective", args.objective),
+            ("dataset", args.dataset),
+            ("metric", objective.metric),
+        ):
+            if key not in study.user_attrs:  # also fills in a study created outside the CLI
+                study.set_user_attr(key, value)
+        settings = {
+            k: getattr(args, k)
+            for k in (
+                "trials",
+                "epochs",
+                "limit_train",
+                "limit_val",
+                "sampler",
+                "pruner",
+                "seed",
+                "dataset",
+                "objective",
+            )
+        }
+        settings["device"] = str(device)
+        settings["storage"] = redact(args.storage)
+        tracker = None
+        if args.tracking_uri != "none":
+            tracker = StudyTracker(args.tracking_uri, study, settings=settings)
+
+    if not worker:
+        print(
+            f"Study {name!r}: {objective.description}, on {args.dataset} "
+            f"({len(train)} train / {len(val)} validation images from {dataset.source}), "
+            f"device {device}"
+        )
+        print(f"  storage {redact(args.storage)}, tracking {redact(args.tracking_uri)}")
+        if existing:
+            failed = before.get(TrialState.FAIL, 0)
+            print(
+                f"  resuming: {finished_before} of {args.trials} trials already finished"
+                + (f" ({failed} failed ones do not count)" if failed else "")
+            )
+    if finished_before >= args.trials and not worker:
         print(
             f"Nothing to do: the study already has {finished_before} finished trials "
             f"(--trials {args.trials}). Raise --trials to run more."
         )
         return 0
 
-    settings = {
-        k: getattr(args, k)
-        for k in (
-            "trials",
-            "epochs",
-            "limit_train",
-            "limit_val",
-            "sampler",
-            "pruner",
-            "seed",
-            "dataset",
-            "objective",
-        )
-    }
-    settings["device"] = str(device)
-    settings["storage"] = redact(args.storage)
-    tracker = None
-    if args.tracking_uri != "none":
-        tracker = StudyTracker(args.tracking_uri, study, settings=settings)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    func = TrialFunction(
-        objective,
-        data_mod.Dataset(dataset.name, train, val, dataset.test, dataset.source),
-        device=device,
-        args=args,
-        tracker=tracker,
-    )
-
-    from tqdm import tqdm
-
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     started = time.monotonic()
-    failures_in_a_row = 0
     stop_reason = None
-    bar = tqdm(
-        total=args.trials,
-        initial=finished_before,
-        unit="trial",
-        dynamic_ncols=True,
-        file=sys.stderr,
-        desc=name,
-        disable=None,
-    )  # no bar when not a terminal
-    try:
-        while True:
-            finished = sum(_counts(study).get(s, 0) for s in FINISHED)
-            bar.n = min(finished, args.trials)
-            bar.refresh()
-            if finished >= args.trials:
-                break
-            if args.timeout is not None and time.monotonic() - started >= args.timeout:
-                stop_reason = f"--timeout {args.timeout:g}s reached"
-                break
-            func.last = None
-            study.optimize(func, n_trials=1, catch=(Exception,), gc_after_trial=False)
-            outcome = func.last
-            if outcome is None:
-                continue
-            bar.write(_line(outcome, objective.metric, _best(study)), file=sys.stdout)
-            failures_in_a_row = failures_in_a_row + 1 if outcome.state == "FAIL" else 0
-            if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-                stop_reason = (
-                    f"{failures_in_a_row} trials failed in a row; see their "
-                    "fail_reason in MLflow or the study's trial attributes"
-                )
-                break
-    except KeyboardInterrupt:
-        bar.close()
-        if tracker is not None:
-            tracker.interrupted()
-        print(
-            "\nInterrupted: finished trials are saved; re-run the same command to continue.",
-            file=sys.stderr,
+    if args.workers > 1 and not worker:
+        code = _spawn_workers(args, argv)
+        if code == 130 or code < 0:
+            if tracker is not None:
+                tracker.interrupted()
+            print(
+                "Interrupted: finished trials are saved; re-run the same command to continue.",
+                file=sys.stderr,
+            )
+            return 130
+        if code:
+            stop_reason = f"a worker exited with code {code}"
+    else:
+        func = TrialFunction(
+            objective,
+            data_mod.Dataset(dataset.name, train, val, dataset.test, dataset.source),
+            device=device,
+            args=args,
+            tracker=tracker,
         )
-        return 130
-    finally:
-        bar.close()
-        signal.signal(signal.SIGTERM, previous)
+        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        bar = tqdm(
+            total=args.trials,
+            initial=finished_before,
+            unit="trial",
+            dynamic_ncols=True,
+            file=sys.stderr,
+            desc=name,
+            disable=True if worker else None,  # no bar when not a terminal
+        )
+        try:
+            stop_reason = work(study, func, args, lock, tracker, bar)
+        except KeyboardInterrupt:
+            bar.close()
+            if tracker is not None and not worker:
+                tracker.interrupted()
+            print(
+                "\nInterrupted: finished trials are saved; re-run the same command to continue.",
+                file=sys.stderr,
+            )
+            return 130
+        finally:
+            bar.close()
+            signal.signal(signal.SIGTERM, previous)
+        if worker:
+            if stop_reason:
+                print(f"Stopped: {stop_reason}.")
+            return 1 if stop_reason and "failed" in stop_reason else 0
 
-    counts = _counts(study)
+    c = counts(study)
     best = _best(study)
     summary = {
-        "finished": counts["COMPLETE"] + counts["PRUNED"],
-        "complete": counts["COMPLETE"],
-        "pruned": counts["PRUNED"],
-        "failed": counts["FAIL"],
+        "finished": c[TrialState.COMPLETE] + c[TrialState.PRUNED],
+        "complete": c[TrialState.COMPLETE],
+        "pruned": c[TrialState.PRUNED],
+        "failed": c[TrialState.FAIL],
         "best_trial": best.number if best else None,
         "best_value": best.value if best else None,
     }
@@ -453,8 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     if stop_reason:
         print(f"Stopped: {stop_reason}.")
     print(
-        f"Study {name!r}: {summary['finished']} finished trials ({counts['COMPLETE']} "
-        f"complete, {counts['PRUNED']} pruned), {counts['FAIL']} failed, "
+        f"Study {name!r}: {summary['finished']} finished trials ({summary['complete']} "
+        f"complete, {summary['pruned']} pruned), {summary['failed']} failed, "
         f"{time.monotonic() - started:.0f}s this session."
     )
     if best is not None:
@@ -467,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         tracker.finish(summary)
     for line in _commands(args, name, tracker.experiment_id if tracker else None):
         print(line)
-    return 1 if stop_reason and "failed" in stop_reason else 0
+    return 1 if stop_reason else 0
 
 
 if __name__ == "__main__":

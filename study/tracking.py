@@ -19,6 +19,8 @@ from objectives import TrialSpec
 from . import checkpoint, pictures
 
 STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+RESUME_DIR = "resume"
+RESUME_NAME = "state.pt"
 PARENT_ATTR = "mlflow_parent_run_id"
 MAX_PARAM = 6000  # MLflow's limit on a param value
 
@@ -145,6 +147,50 @@ class StudyTracker:
             val_labels=val_labels,
         )
 
+    def fetch_resume(self, run_id: str) -> dict | None:
+        """The last epoch snapshot an earlier attempt saved in run ``run_id``, if any."""
+        import torch
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="resume-") as tmp:
+                local = self.client.download_artifacts(run_id, f"{RESUME_DIR}/{RESUME_NAME}", tmp)
+                return torch.load(local, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - no snapshot (died before its first epoch ended)
+            return None
+
+    def mirror(self, study) -> int:
+        """Close runs left RUNNING by a process that died, with the status of their trial.
+
+        Returns how many runs were closed.
+        """
+        from mlflow.entities import RunTag
+
+        states = {
+            t.user_attrs.get("mlflow_run_id"): t
+            for t in study.get_trials(deepcopy=False)
+            if t.state.is_finished()
+        }
+        closed = 0
+        running = self.client.search_runs(
+            [self.experiment_id], "attributes.status = 'RUNNING'", max_results=5000
+        )
+        for run in running:
+            trial = states.get(run.info.run_id)
+            if trial is None or run.info.run_id == self.parent_run_id:
+                continue
+            state = trial.state.name
+            tags = [RunTag("optuna.state", state)]
+            if state == "FAIL":
+                reason = trial.user_attrs.get("fail_reason") or (
+                    "the process running this trial stopped (no heartbeat); its parameters "
+                    "were queued again"
+                )
+                tags.append(RunTag("fail_reason", reason))
+            self.client.log_batch(run.info.run_id, tags=tags)
+            self.client.set_terminated(run.info.run_id, STATUS_OF_STATE[state])
+            closed += 1
+        return closed
+
     def finish(self, summary: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
@@ -160,8 +206,11 @@ class StudyTracker:
 class TrialRun:
     """One trial's nested MLflow run."""
 
-    def __init__(self, client, run_id: str, *, dataset: str, val_images, val_labels):
+    def __init__(
+        self, client, run_id: str, *, dataset: str, val_images, val_labels, save_resume=True
+    ):
         self.client = client
+        self.save_resume = save_resume
         self.run_id = run_id
         self.dataset = dataset
         self.val_images = val_images
@@ -178,6 +227,28 @@ class TrialRun:
     def epoch(self, result: EpochResult) -> None:
         self.model = result.model
         self.client.log_batch(self.run_id, metrics=_metrics(metrics_of(result), result.epoch))
+        if self.save_resume and result.snapshot is not None:
+            # Overwritten every epoch: a retried trial continues from the last one.
+            import torch
+
+            with tempfile.TemporaryDirectory(prefix="resume-") as tmp:
+                path = Path(tmp) / RESUME_NAME
+                torch.save(result.snapshot(), path)
+                self.client.log_artifact(self.run_id, str(path), RESUME_DIR)
+
+    def restored(self, history: list[dict], from_trial: int) -> None:
+        """Copy the epochs an earlier attempt finished, so this run's curves are whole."""
+        from mlflow.entities import RunTag
+
+        metrics = []
+        for h in history:
+            metrics += _metrics(metrics_of(EpochResult(**h)), h["epoch"])
+        last = history[-1]
+        tags = [
+            RunTag("resumed_from_trial", str(from_trial)),
+            RunTag("resumed_after", f"{last['phase']} epoch {last['epoch']}"),
+        ]
+        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
 
     def _pictures(self, tmp: Path, with_checkpoint: bool) -> None:
         model, spec = self.model, self.spec

@@ -16,6 +16,7 @@ import torch
 
 from ._common import (
     DEFAULT_TRACKING,
+    Parser,
     UsageError,
     check_tracking_uri,
     exits_cleanly,
@@ -25,7 +26,7 @@ from ._common import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m study.train",
         description="Retrain an exported config on the 60k train+validation images (or load "
         "its checkpoint), evaluate it on the 10k test images, log a run to MLflow.",
@@ -111,9 +112,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from . import checkpoint
     from . import data as data_mod
-    from .export import read_config
+    from .export import EXPORT_KEYS, read_config
 
     cfg = read_config(args.config)
+    unknown = sorted(set(cfg) - EXPORT_KEYS)
+    if unknown:
+        raise UsageError(
+            f"{args.config}: unknown key(s) {unknown}; an exported config has {sorted(EXPORT_KEYS)}"
+        )
     spec = TrialSpec.from_dict(cfg)
     dataset_name = cfg.get("dataset", "fashion-mnist")
     if dataset_name not in data_mod.DATASETS:

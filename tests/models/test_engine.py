@@ -165,3 +165,61 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(m.ConfigError, match="CUDA is not available"):
             m.resolve_device("cuda")
+
+
+@pytest.mark.parametrize(
+    "config, stop_after",
+    [
+        (m.VAEConfig(encoder="conv", channels=(4, 8), latent_dim=4, batch_norm=True), 2),
+        (
+            m.ClassifierConfig(
+                encoder=m.MLPAEConfig(hidden=(16,), latent_dim=4),
+                head=(8,),
+                freeze="frozen",
+                pretrain_epochs=2,
+            ),
+            2,
+        ),  # between the phases
+        (
+            m.ClassifierConfig(
+                encoder=m.MLPAEConfig(hidden=(16,), latent_dim=4),
+                head=(8,),
+                freeze="finetune",
+                pretrain_epochs=1,
+            ),
+            3,
+        ),  # inside "train"
+    ],
+    ids=["vae", "frozen-between-phases", "finetune-mid-train"],
+)
+def test_resuming_from_a_snapshot_matches_an_uninterrupted_run(config, stop_after, small, tmp_path):
+    import io
+
+    train, val = small
+    cfg = m.TrainConfig(epochs=3, batch_size=64)
+    whole = m.fit(config, cfg, train, val, device=CPU, seed=5)
+
+    class Crash(Exception):
+        pass
+
+    saved = []
+
+    def crash(result):  # "dies" after the stop_after-th epoch, counting both phases
+        buf = io.BytesIO()
+        torch.save(result.snapshot(), buf)
+        saved.append(buf.getvalue())
+        if len(saved) == stop_after:
+            raise Crash
+
+    with pytest.raises(Crash):
+        m.fit(config, cfg, train, val, device=CPU, seed=5, on_epoch=crash)
+    state = torch.load(io.BytesIO(saved[-1]), weights_only=False)
+    resumed = m.fit(config, cfg, train, val, device=CPU, seed=5, resume=state)
+
+    def without_time(history):
+        return [{**h.record(), "seconds": None} for h in history]
+
+    assert len(resumed.history) == len(whole.history)
+    assert without_time(resumed.history) == without_time(whole.history)
+    for k, v in whole.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k

@@ -1,0 +1,278 @@
+"""Every user error: one line naming the value and the fix, exit code 2, stores untouched."""
+
+import hashlib
+import shutil
+
+import pytest
+import yaml
+
+from study import data, export, run, train
+
+from .conftest import TINY, stores
+
+
+def _call(main, argv):
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse
+        return e.code
+
+
+def _digest(path):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.glob("*.db"))}
+
+
+@pytest.fixture
+def existing(classifier_study, tmp_path):
+    dst = tmp_path / "stores"
+    shutil.copytree(classifier_study, dst)
+    return dst
+
+
+def _assert_refused(main, argv, path, capsys, *needles):
+    before = _digest(path)
+    capsys.readouterr()
+    assert _call(main, argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert _digest(path) == before
+
+
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (["--trials", "abc"], ["--trials", "'abc'"]),
+        (["--trials", "0"], ["--trials", "'0'"]),
+        (["--trials", "-3"], ["--trials", "'-3'"]),
+        (["--epochs", "0"], ["--epochs", "'0'"]),
+        (["--epochs", "two"], ["--epochs", "'two'"]),
+        (["--objective", "gan"], ["--objective", "'gan'"]),
+        (["--dataset", "cifar"], ["--dataset", "'cifar'"]),
+        (["--sampler", "grid"], ["--sampler", "'grid'"]),
+        (["--pruner", "wise"], ["--pruner", "'wise'"]),
+        (["--device", "tpu"], ["'tpu'", "auto, cpu"]),
+        (["--timeout", "-1"], ["--timeout", "'-1'"]),
+        (
+            ["--objective", "ae", "--study-name", "classifier-fashion-mnist"],
+            ["holds objective 'classifier'", "--study-name"],
+        ),
+        (
+            [
+                "--dataset",
+                "mnist",
+                "--study-name",
+                "classifier-fashion-mnist",
+                "--data-dir",
+                "{fm}",
+            ],
+            ["'fashion-mnist'", "--dataset"],
+        ),
+    ],
+)
+def test_run_refuses_bad_options(existing, capsys, extra, needles):
+    fm = data.locate("fashion-mnist")[0] / "FashionMNIST" / "raw"
+    extra = [e.replace("{fm}", str(fm)) for e in extra]
+    _assert_refused(
+        run.main, [*TINY, *stores(existing), "--trials", "4", *extra], existing, capsys, *needles
+    )
+
+
+def test_cuda_device_without_cuda(existing, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device cuda is valid here")
+    _assert_refused(
+        run.main,
+        [*TINY, *stores(existing), "--trials", "4", "--device", "cuda"],
+        existing,
+        capsys,
+        "'cuda'",
+        "CUDA is not available",
+    )
+
+
+@pytest.mark.parametrize(
+    "storage, needles",
+    [
+        ("redis://localhost/0", ["unknown --storage", "'redis://localhost/0'", "sqlite:///"]),
+        ("sqlite:///", ["names no file"]),
+        ("postgresql://user:secret@127.0.0.1:1/optuna", ["127.0.0.1:1", "user:***"]),
+    ],
+)
+def test_run_refuses_bad_storage(existing, capsys, storage, needles):
+    argv = [*TINY, "--storage", storage, "--tracking-uri", f"sqlite:///{existing}/mlflow.db"]
+    _assert_refused(run.main, argv, existing, capsys, *needles)
+    assert "secret" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "uri, needles",
+    [
+        ("./mlruns", ["--tracking-uri", "'./mlruns'", "sqlite:///mlruns/mlflow.db"]),
+        ("http://127.0.0.1:9", ["unreachable", "http://127.0.0.1:9"]),
+    ],
+)
+def test_run_refuses_bad_tracking_uri(existing, capsys, uri, needles):
+    argv = [*TINY, "--storage", f"sqlite:///{existing}/optuna.db", "--tracking-uri", uri]
+    _assert_refused(run.main, argv, existing, capsys, *needles)
+
+
+def test_unwritable_mlruns(existing, tmp_path, capsys):
+    # Root ignores permission bits, so "unwritable" is a path through a regular file.
+    blocker = tmp_path / "mlruns"
+    blocker.write_text("not a directory")
+    argv = [
+        *TINY,
+        "--storage",
+        f"sqlite:///{blocker}/optuna.db",
+        "--tracking-uri",
+        f"sqlite:///{existing}/mlflow.db",
+    ]
+    _assert_refused(run.main, argv, existing, capsys, str(blocker), "--storage")
+
+
+def test_missing_data_without_network(existing, tmp_path, capsys, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setitem(
+        data.DATASETS,
+        "fashion-mnist",
+        ("FashionMNIST", str(tmp_path / "no-debian"), "dataset-fashion-mnist"),
+    )
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "mirrors", ["http://127.0.0.1:9/"])
+    _assert_refused(
+        run.main,
+        [*TINY, *stores(existing)],
+        existing,
+        capsys,
+        "apt-get install dataset-fashion-mnist",
+        "--data-dir",
+    )
+
+
+def test_empty_data_dir(existing, tmp_path, capsys):
+    (tmp_path / "nothing").mkdir()
+    _assert_refused(
+        run.main,
+        [*TINY, *stores(existing), "--data-dir", str(tmp_path / "nothing")],
+        existing,
+        capsys,
+        str(tmp_path / "nothing"),
+        "--data-dir",
+    )
+
+
+def test_corrupt_data_file(existing, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
+    src = data.locate("fashion-mnist")[0] / "FashionMNIST" / "raw"
+    shutil.copytree(src, tmp_path / "d")
+    bad = tmp_path / "d" / "train-labels-idx1-ubyte"
+    bad.write_bytes(bad.read_bytes()[:1000])
+    _assert_refused(
+        run.main,
+        [*TINY, *stores(existing), "--data-dir", str(tmp_path / "d")],
+        existing,
+        capsys,
+        str(bad),
+        "truncated",
+    )
+
+
+def test_export_of_a_missing_study(existing, capsys):
+    _assert_refused(
+        export.main,
+        [*stores(existing), "--study-name", "nope"],
+        existing,
+        capsys,
+        "'nope'",
+        "--study-name",
+    )
+
+
+def test_export_of_an_unfinished_trial(existing, capsys):
+    _assert_refused(
+        export.main, [*stores(existing), "--trial", "99"], existing, capsys, "trial 99", "completed"
+    )
+
+
+@pytest.fixture
+def good_config(existing, tmp_path):
+    out = tmp_path / "best.yaml"
+    assert export.main([*stores(existing), "--out", str(out)]) == 0
+    return yaml.safe_load(out.read_text())
+
+
+def _edit(cfg, path, **changes):
+    cfg = yaml.safe_load(yaml.safe_dump(cfg))
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        target = cfg
+        for p in parents:
+            target = target[p]
+        target[key] = value
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, needles",
+    [
+        ({"train__lr": -1}, ["lr", "-1"]),
+        ({"train__epochs": 0}, ["epochs", "0"]),
+        ({"model__encoder__latent_dim": 1}, ["latent_dim", "1"]),
+        ({"model__freeze": "thaw"}, ["freeze", "'thaw'"]),
+        ({"train__momentum": 0.9}, ["unknown key", "momentum"]),
+        ({"modle": {}}, ["unknown key", "modle"]),
+        ({"objective": "gan"}, ["'gan'"]),
+        ({"dataset": "cifar"}, ["'cifar'"]),
+    ],
+)
+def test_train_refuses_bad_configs(existing, good_config, tmp_path, capsys, change, needles):
+    path = _edit(good_config, tmp_path / "bad.yaml", **change)
+    _assert_refused(
+        train.main, ["--config", str(path), *stores(existing)[2:]], existing, capsys, *needles
+    )
+
+
+def test_train_refuses_missing_and_malformed_files(existing, tmp_path, capsys):
+    tracking = stores(existing)[2:]
+    _assert_refused(
+        train.main,
+        ["--config", str(tmp_path / "nope.yaml"), *tracking],
+        existing,
+        capsys,
+        "nope.yaml",
+        "does not exist",
+    )
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    _assert_refused(
+        train.main,
+        ["--config", str(tmp_path / "bad.yaml"), *tracking],
+        existing,
+        capsys,
+        "bad.yaml",
+        "not valid YAML",
+    )
+    (tmp_path / "bad.json").write_text('{"model": ')
+    _assert_refused(
+        train.main,
+        ["--config", str(tmp_path / "bad.json"), *tracking],
+        existing,
+        capsys,
+        "bad.json",
+        "not valid JSON",
+    )
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    _assert_refused(
+        train.main,
+        ["--config", str(tmp_path / "list.yaml"), *tracking],
+        existing,
+        capsys,
+        "list.yaml",
+        "mapping",
+    )
