@@ -4,6 +4,7 @@ from ._autoencoder import Autoencoder, ConvAEConfig, MLPAEConfig
 from ._classifier import FREEZE_CHOICES, ClassifierConfig, LatentClassifier
 from ._config import ACTIVATIONS, ConfigBase, ConfigError
 from ._engine import (
+    CompiledTask,
     EpochResult,
     FitResult,
     NonFiniteLossError,
@@ -13,6 +14,7 @@ from ._engine import (
     evaluate,
     fit,
     make_optimizer,
+    prepare_model,
     resolve_device,
     train_epoch,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "Autoencoder",
     "ClassifierConfig",
     "ClassifierTask",
+    "CompiledTask",
     "ConfigBase",
     "ConfigError",
     "ConvAEConfig",
@@ -49,6 +52,7 @@ __all__ = [
     "evaluate",
     "fit",
     "make_optimizer",
+    "prepare_model",
     "recon_task",
     "resolve_device",
     "task_for",

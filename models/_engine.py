@@ -124,6 +124,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move ``model`` to ``device``; conv models go channels-last (NHWC), which oneDNN on
+    CPUs and cuDNN on tensor cores run faster (BENCHMARKS.md: 15-25% per conv epoch on CPU)."""
+    model = model.to(device)
+    if any(isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)) for mod in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full precision elsewhere."""
     if device.type == "cuda":
@@ -162,6 +171,22 @@ def batches(
             idx = order[start:stop]
             images, labels = split.images[idx], split.labels[idx]
         yield images.float().div_(255.0), labels
+
+
+class CompiledTask:
+    """A task whose loss computation runs through ``torch.compile`` (opt-in: ``compile=True``).
+
+    Compilation costs tens of seconds up front; it pays off on a GPU with long trials, not
+    on a CPU (see BENCHMARKS.md).
+    """
+
+    def __init__(self, task):
+        self.task = task
+        self.names, self.metric = task.names, task.metric
+        self._fn = torch.compile(task.__call__)
+
+    def __call__(self, model, x, y):
+        return self._fn(model, x, y)
 
 
 def _run_batches(model, task, split, batch_size, device, generator, optimizer=None):
@@ -280,6 +305,7 @@ def fit(
     seed: int = 0,
     on_epoch: Callable[[EpochResult], None] | None = None,
     resume: dict | None = None,
+    compile: bool = False,
 ) -> FitResult:
     """Build ``model_config`` and train it; ``on_epoch`` is called after every epoch.
 
@@ -290,11 +316,12 @@ def fit(
 
     ``resume`` is an ``EpochResult.snapshot()``: training continues after that epoch with
     the same weights, optimiser state and random state, as if it had never stopped.
+    ``compile=True`` runs each loss computation through ``torch.compile``.
     Training on the CPU is reproducible for a given ``seed``.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(model_config).to(device)
+    model = prepare_model(build_model(model_config), device)
     result = FitResult(model)
     phases = []
     if isinstance(model_config, ClassifierConfig) and model_config.pretrains:
@@ -319,6 +346,8 @@ def fit(
         ):
             model.freeze_encoder()
         optimizer = make_optimizer(module.parameters(), train_config, device)
+        if compile:
+            task = CompiledTask(task)
         first = start_epoch if index == start_phase else 1
         if 1 < first <= epochs:
             optimizer.load_state_dict(resume["optimizer"])

@@ -112,6 +112,7 @@ def run_trial(
     seed: int = 0,
     reporter: Reporter | None = None,
     resume: dict | None = None,
+    compile: bool = False,
 ) -> float:
     """Suggest, build, train (reporting and pruning each epoch) and return the metric.
 
@@ -142,5 +143,6 @@ def run_trial(
         seed=seed,
         on_epoch=on_epoch,
         resume=resume,
+        compile=compile,
     )
     return result.last.value

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--experiment", default=None, help="MLflow experiment (default: the config's study)"
     )
     p.add_argument("--data-dir", default=None, help="directory with the IDX files")
+    p.add_argument("--compile", action="store_true", help="use torch.compile (see study.run)")
     return p
 
 
@@ -171,7 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         # The test split is passed as fit's evaluation split only to print progress; nothing
         # is selected on it (no early stopping, no pruning).
         fitted = fit(
-            spec.model, spec.train, full, test, device=device, seed=args.seed, on_epoch=show
+            spec.model,
+            spec.train,
+            full,
+            test,
+            device=device,
+            seed=args.seed,
+            on_epoch=show,
+            compile=args.compile,
         )
         model, history = fitted.model, fitted.history
     metrics = evaluate(model, task, test, device=device)

@@ -1,0 +1,9 @@
+"""``python -m bench``: every benchmark in turn (see BENCHMARKS.md)."""
+
+import sys
+
+from . import engine, studies
+
+if __name__ == "__main__":
+    engine.main([])
+    studies.main(sys.argv[1:])
