@@ -174,6 +174,33 @@ def check_storage_url(url: str) -> None:
     )
 
 
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    """WAL journal and synchronous=NORMAL for every SQLite connection of this process.
+
+    A commit then appends to the write-ahead log without an fsync: ~10x cheaper writes (each
+    trial makes dozens: parameters, reports, metrics) and readers never block the writer,
+    which several workers need. A killed process loses nothing it committed; only an
+    operating-system crash or power loss may roll back the last commits. WAL needs a local
+    disk: on a network file system use PostgreSQL.
+    """
+    import sqlite3
+
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def use_fast_sqlite() -> None:
+    """Register ``_sqlite_pragmas`` for every SQLAlchemy engine (Optuna's and MLflow's)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "connect", _sqlite_pragmas):
+        event.listen(Engine, "connect", _sqlite_pragmas)
+
+
 def make_storage(url: str, heartbeat: int = 30):
     """The Optuna storage for ``url``: RDB storages get heartbeats so crashed trials retry."""
     import warnings
@@ -191,6 +218,7 @@ def make_storage(url: str, heartbeat: int = 30):
 
         return JournalStorage(JournalFileBackend(str(Path(url[len("journal:") :]).expanduser())))
     engine: dict[str, Any] = {}
+    use_fast_sqlite()
     if url.startswith("sqlite:"):
         engine = {"connect_args": {"timeout": 60}}  # wait for other writers, don't fail
     try:

@@ -31,7 +31,8 @@ def reconstruction_grid(autoencoder, images: torch.Tensor, path: Path, n: int = 
     autoencoder.eval()
     x = images[:n].float().div(255)
     recon = autoencoder.decode(autoencoder.encode(x)).float().clamp(0, 1)
-    save_image(torch.cat([x, recon]).cpu(), path, nrow=len(x), padding=2, pad_value=1.0)
+    grid = torch.nn.functional.interpolate(torch.cat([x, recon]).float(), scale_factor=3)
+    save_image(grid.cpu(), path, nrow=len(x), padding=4, pad_value=1.0)  # 3x: readable
     return path
 
 
@@ -54,13 +55,15 @@ def latent_scatter(
     *,
     dataset: str,
     title: str,
-    n: int = 2000,
+    n: int = 1500,
 ) -> Path:
     """Scatter of the latent codes of ``n`` validation images, coloured by class."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     model.eval()
     x = images[:n].float().div(255)
@@ -68,13 +71,26 @@ def latent_scatter(
     xy, how = project_2d(z)
     xy, y = xy.cpu().numpy(), labels[:n].cpu().numpy()
     names = CLASS_NAMES.get(dataset, [str(i) for i in range(10)])
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=90)
-    for c in range(10):
-        m = y == c
-        ax.scatter(xy[m, 0], xy[m, 1], s=4, alpha=0.6, color=plt.cm.tab10(c), label=names[c])
+    colours = matplotlib.colormaps["tab10"].colors
+    # One scatter call and no tight_layout: about half the time of the pyplot idiom, which
+    # matters when every trial of a study draws one.
+    fig = Figure(figsize=(6.4, 4.8), dpi=90)
+    ax = fig.add_axes((0.09, 0.08, 0.66, 0.84))
+    ax.scatter(
+        xy[:, 0],
+        xy[:, 1],
+        s=4,
+        c=y,
+        cmap=ListedColormap(colours),
+        vmin=-0.5,
+        vmax=9.5,
+        alpha=0.6,
+        linewidths=0,
+    )
+    handles = [Line2D([], [], ls="", marker="o", ms=5, color=colours[c]) for c in range(10)]
+    ax.legend(
+        handles, names, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False
+    )
     ax.set_title(f"{title}: {z.shape[1]}-d latent ({how})", fontsize=10)
-    ax.legend(markerscale=3, fontsize=7, loc="best", framealpha=0.7)
-    fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path

@@ -44,7 +44,7 @@ from ._common import (
 DEFAULT_TRIALS = 100
 DEFAULT_EPOCHS = 8
 DEFAULT_LIMIT_TRAIN = 10_000
-DEFAULT_LIMIT_VAL = 5_000
+DEFAULT_LIMIT_VAL = 2_500
 MAX_FAILURES_IN_A_ROW = 5
 DEFAULT_HEARTBEAT = 30
 
@@ -368,11 +368,13 @@ def work(study, func, args, lock, tracker, bar) -> str | None:
 
     started = time.monotonic()
     failures_in_a_row = 0
+    first = True
     while True:
         with lock():
             recovered = recover(study)
-            if tracker is not None:
-                tracker.mirror(study)
+            if tracker is not None and (recovered or first):
+                tracker.mirror(study)  # close runs a dead process left RUNNING
+            first = False
             c = counts(study)
             finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
             if recovered:

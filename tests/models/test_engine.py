@@ -223,3 +223,20 @@ def test_resuming_from_a_snapshot_matches_an_uninterrupted_run(config, stop_afte
     assert without_time(resumed.history) == without_time(whole.history)
     for k, v in whole.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_compiled_engine_trains_the_same_model(small):
+    train, val = small
+    config = m.MLPAEConfig(hidden=(16,), latent_dim=4)
+    cfg = m.TrainConfig(epochs=1, batch_size=100)
+    plain = m.fit(config, cfg, train, val, device=CPU, seed=2).last.val
+    compiled = m.fit(config, cfg, train, val, device=CPU, seed=2, compile=True).last.val
+    assert compiled["mse"] == pytest.approx(plain["mse"], rel=1e-3)
+
+
+def test_conv_models_are_channels_last():
+    model = m.prepare_model(m.build_model(m.ConvAEConfig(channels=(4, 8))), CPU)
+    conv = model.encoder[0][0]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    out = model(torch.rand(2, 1, 28, 28))
+    assert out.shape == (2, 1, 28, 28)
