@@ -105,35 +105,33 @@ def _epochs(path: Path, name: str) -> tuple[int, float | None]:
 
 
 def pruning(args) -> None:
-    common = [
-        "--trials",
-        str(args.trials),
-        "--seed",
-        "3",
-        "--study-name",
-        "bench-pruning",
-        "--tracking-uri",
-        "none",
-    ]
+    from study.run import build_parser
+
+    default = build_parser().get_default("pruner")
+    pruners = args.pruners or [default]
+    common = ["--trials", str(args.trials), "--seed", "3", "--study-name", "bench-pruning",
+              "--tracking-uri", "none"]  # fmt: skip
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for pruner in ("median", "none"):
+        for pruner in [*pruners, "none"]:
             d = Path(tmp) / pruner
             d.mkdir()
-            _, _, wall = _run(
-                [*common, "--pruner", pruner, "--storage", f"sqlite:///{d}/optuna.db"]
-            )
+            storage = ["--storage", f"sqlite:///{d}/optuna.db"]
+            _, _, wall = _run([*common, "--pruner", pruner, *storage])
             rows[pruner] = (*_epochs(d, "bench-pruning"), wall)
             print(f"  {pruner}: {rows[pruner]}", flush=True)
-    (e1, b1, w1), (e0, b0, w0) = rows["median"], rows["none"]
+    e0, b0, w0 = rows["none"]
     print(f"\nBenchmark 3: the same seeded {args.trials}-trial default study, pruner vs none")
-    print("| pruner | epochs trained | wall time (s) | best val acc |\n|---|---|---|---|")
-    print(f"| median (default) | {e1} | {w1:.0f} | {b1:.4f} |")
-    print(f"| none | {e0} | {w0:.0f} | {b0:.4f} |")
     print(
-        f"epochs saved: {100 * (1 - e1 / e0):.0f}%, time saved: {100 * (1 - w1 / w0):.0f}%, "
-        f"best value difference: {100 * (b1 - b0):+.2f} points"
+        "| pruner | epochs trained | wall time (s) | best val acc | epochs saved | time saved "
+        "| best value vs none |\n|---|---|---|---|---|---|---|"
     )
+    for pruner, (e, b, w) in rows.items():
+        name = f"{pruner} (default)" if pruner == default else pruner
+        print(
+            f"| {name} | {e} | {w:.0f} | {b:.4f} | {100 * (1 - e / e0):.0f}% | "
+            f"{100 * (1 - w / w0):.0f}% | {100 * (b - b0):+.2f} points |"
+        )
 
 
 def _test_accuracy(path: Path, name: str, *, retrain: bool) -> float:
@@ -214,6 +212,7 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=None)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--budget", type=float, default=97.0)
+    p.add_argument("--pruners", nargs="*", default=None, help="pruning: pruners to compare")
     args = p.parse_args(argv)
     defaults = {"tracking": 10, "pruning": 30, "default": 100, "budget": None}
     for name in args.which:

@@ -41,6 +41,9 @@ def exits_cleanly(main):
         except (UsageError, ConfigError, DataError, TrackingError, CheckpointError) as e:
             print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # always one line
             return 2
+        except KeyboardInterrupt:  # before or between trials: nothing to close
+            print("\nInterrupted.", file=sys.stderr)
+            return 130
 
     return wrapper
 

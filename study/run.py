@@ -93,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pruner",
         choices=PRUNERS,
-        default="median",
-        help="stop unpromising trials early; 'none' trains every trial to its "
-        "budget (default: %(default)s)",
+        default="successive-halving",
+        help="stop unpromising trials early: successive-halving (asynchronous, keeps the top "
+        "third at epochs 1, 3, 9...), median, percentile (keeps the top 25%%), hyperband, or "
+        "none to train every trial to its budget (default: %(default)s)",
     )
     p.add_argument(
         "--seed",
@@ -379,7 +380,8 @@ def work(study, func, args, lock, tracker, bar) -> str | None:
             finished = c[TrialState.COMPLETE] + c[TrialState.PRUNED]
             if recovered:
                 bar.write(
-                    f"queued again (their process stopped): trials {recovered}", file=sys.stdout
+                    f"queued again (their process stopped or was interrupted): trials {recovered}",
+                    file=sys.stdout,
                 )
             bar.n = min(finished, args.trials)
             bar.refresh()
@@ -660,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
         tracker.finish(summary)
     for line in _commands(args, name, tracker.experiment_id if tracker else None):
         print(line)
-    return 1 if stop_reason else 0
+    # A timeout is a stop the user asked for; failures or a failed worker are not.
+    return 1 if stop_reason and not stop_reason.startswith("--timeout") else 0
 
 
 if __name__ == "__main__":

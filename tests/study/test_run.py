@@ -204,3 +204,11 @@ def test_export_without_completed_trials_is_refused(tmp_path, capsys):
     assert export.main([*stores(tmp_path), "--out", str(tmp_path / "b.yaml")]) == 2
     assert "no completed trial" in capsys.readouterr().err
     assert not (tmp_path / "b.yaml").exists()
+
+
+def test_timeout_stops_starting_trials_and_exits_zero(tmp_path, capsys):
+    assert run_study(tmp_path, "--trials", "50", "--timeout", "0.001") == 0
+    out = capsys.readouterr().out
+    assert "Stopped: --timeout 0.001s reached." in out
+    study, _, _, runs = load(tmp_path)
+    assert len(study.trials) == 0 and runs == []
