@@ -18,8 +18,6 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-IN_FLIGHT = (TrialState.RUNNING, TrialState.WAITING)
 MAX_RETRIES = 3
 # Experimental since Optuna 2.8 but stable in practice; we use it as documented.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
