@@ -259,7 +259,7 @@ class TrialFunction:
             )
             if isinstance(error, torch.cuda.OutOfMemoryError):
                 # Drop every reference to the failed model before handing memory back.
-                reporter.model = error = None
+                error = None
                 gc.collect()
                 torch.cuda.empty_cache()
 
@@ -286,7 +286,6 @@ class _Reporter:
         self.epochs = 0
         self.last_value = None
         self.batch_size = None
-        self.model = None
 
     def start(self, spec) -> None:
         self.trial.set_user_attr("spec", spec.to_dict())

@@ -239,40 +239,17 @@ def test_train_refuses_bad_configs(existing, good_config, tmp_path, capsys, chan
     )
 
 
-def test_train_refuses_missing_and_malformed_files(existing, tmp_path, capsys):
-    tracking = stores(existing)[2:]
-    _assert_refused(
-        train.main,
-        ["--config", str(tmp_path / "nope.yaml"), *tracking],
-        existing,
-        capsys,
-        "nope.yaml",
-        "does not exist",
-    )
-    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
-    _assert_refused(
-        train.main,
-        ["--config", str(tmp_path / "bad.yaml"), *tracking],
-        existing,
-        capsys,
-        "bad.yaml",
-        "not valid YAML",
-    )
-    (tmp_path / "bad.json").write_text('{"model": ')
-    _assert_refused(
-        train.main,
-        ["--config", str(tmp_path / "bad.json"), *tracking],
-        existing,
-        capsys,
-        "bad.json",
-        "not valid JSON",
-    )
-    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
-    _assert_refused(
-        train.main,
-        ["--config", str(tmp_path / "list.yaml"), *tracking],
-        existing,
-        capsys,
-        "list.yaml",
-        "mapping",
-    )
+@pytest.mark.parametrize(
+    "name, text, needle",
+    [
+        ("nope.yaml", None, "does not exist"),
+        ("bad.yaml", "model: [unclosed\n", "not valid YAML"),
+        ("bad.json", '{"model": ', "not valid JSON"),
+        ("list.yaml", "- 1\n- 2\n", "mapping"),
+    ],
+)
+def test_train_refuses_missing_and_malformed_files(existing, tmp_path, capsys, name, text, needle):
+    if text is not None:
+        (tmp_path / name).write_text(text)
+    argv = ["--config", str(tmp_path / name), *stores(existing)[2:]]
+    _assert_refused(train.main, argv, existing, capsys, name, needle)
