@@ -337,7 +337,28 @@ def _line(outcome: Outcome, metric: str, best) -> str:
     )
 
 
-def _commands(args, name: str, experiment_id: str | None) -> list[str]:
+def _publish_encoder(tracker, best) -> str | None:
+    """Log the best trial's encoder as a torch.export program to its run; its run id."""
+    run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
+    if not run_id:
+        return None
+    from .encode import publish_encoder
+
+    try:
+        uri = publish_encoder(tracker.client, run_id, tracking_uri=tracker.uri)
+    except Exception as e:  # noqa: BLE001 - the study's results are saved either way
+        print(f"warning: could not export the best trial's encoder: {e}", file=sys.stderr)
+        return None
+    if uri is None:
+        return None
+    tracker.client.set_tag(tracker.parent_run_id, "best_encoder_uri", uri)
+    print(f"Encoder of trial {best.number}: {uri}")
+    return run_id
+
+
+def _commands(
+    args, name: str, experiment_id: str | None, encoder_run: str | None = None
+) -> list[str]:
     extra = ""
     if args.storage != DEFAULT_STORAGE:
         extra += f" --storage {redact(args.storage)}"
@@ -357,6 +378,11 @@ def _commands(args, name: str, experiment_id: str | None) -> list[str]:
             "/runs?workflowType=machine_learning"
         )
     out.append(f"Export:  python -m study.export --study-name {name}{extra} --out best.yaml")
+    if encoder_run is not None:
+        where = (
+            "" if args.tracking_uri == DEFAULT_TRACKING else f" --tracking-uri {args.tracking_uri}"
+        )
+        out.append(f"Encode:  python -m study.encode --run {encoder_run}{where} --out latents.npz")
     return out
 
 
@@ -657,9 +683,11 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"  {k} = {v:.4g}" if isinstance(v, float) and not math.isnan(v) else f"  {k} = {v}"
             )
+    encoder_run = None
     if tracker is not None:
+        encoder_run = _publish_encoder(tracker, best)
         tracker.finish(summary)
-    for line in _commands(args, name, tracker.experiment_id if tracker else None):
+    for line in _commands(args, name, tracker.experiment_id if tracker else None, encoder_run):
         print(line)
     # A timeout is a stop the user asked for; failures or a failed worker are not.
     return 1 if stop_reason and not stop_reason.startswith("--timeout") else 0

@@ -1,0 +1,288 @@
+"""The trained encoder as a feature extractor: API, ``study.encode`` and the exported program."""
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import models as m
+from objectives import TrialSpec
+from study import checkpoint, encode, export
+from study.encode import EncodeError, Encoder
+
+from .helpers import artifacts, load
+
+CPU = torch.device("cpu")
+TRAIN = m.TrainConfig(lr=2e-3, batch_size=64, epochs=1)
+FAMILIES = [
+    ("ae", m.MLPAEConfig(hidden=(64,), latent_dim=6)),
+    ("ae", m.ConvAEConfig(channels=(4, 8), fc_latent=5, batch_norm=True)),
+    ("ae", m.ConvAEConfig(channels=(4, 8), code_channels=2)),
+    ("vae", m.VAEConfig(hidden=(64,), latent_dim=4)),
+    ("vae", m.VAEConfig(encoder="conv", channels=(4, 8), latent_dim=3)),
+    (
+        "classifier",
+        m.ClassifierConfig(
+            encoder=m.MLPAEConfig(hidden=(32,), latent_dim=7),
+            head=(16,),
+            freeze="frozen",
+            pretrain_epochs=1,
+        ),
+    ),
+]
+
+
+def saved_encoder(tmp_path, objective, config) -> Encoder:
+    """Build, save as a checkpoint, load back through the public API."""
+    model = m.build_model(config)
+    path = checkpoint.save(model, TrialSpec(objective, config, TRAIN), tmp_path / "model.pt")
+    return Encoder.load(path)
+
+
+@pytest.mark.parametrize(
+    "objective, config",
+    FAMILIES,
+    ids=[f"{o}-{c.to_dict().get('encoder', '')}" for o, c in FAMILIES],
+)
+def test_each_family_encodes_to_its_latent_size_and_decodes_to_images(
+    tmp_path, fmnist, objective, config
+):
+    enc = saved_encoder(tmp_path, objective, config)
+    images = fmnist.val.images[:10]  # uint8 [10, 1, 28, 28]
+    z = enc.encode(images)
+    assert enc.latent_dim == config.latent_dim
+    assert z.shape == (10, config.latent_dim) and z.dtype == torch.float32
+    x = enc.decode(z)
+    assert x.shape == images.shape
+    assert x.min() >= 0 and x.max() <= 1
+    # numpy in, numpy out; [N, 28, 28] and float [0, 1] give the same latents.
+    z_np = enc.encode(images[:, 0].numpy())
+    assert isinstance(z_np, np.ndarray)
+    np.testing.assert_allclose(z_np, z.numpy(), atol=1e-6)
+    torch.testing.assert_close(enc.encode(images.float() / 255), z)
+
+
+def test_vae_encodes_the_mean_or_a_repeatable_sample(tmp_path, fmnist):
+    enc = saved_encoder(tmp_path, "vae", m.VAEConfig(hidden=(32,), latent_dim=4))
+    x = fmnist.val.images[:8]
+    mean = enc.encode(x)
+    torch.testing.assert_close(mean, enc.model.encode_stats(x.float() / 255)[0])
+    a = enc.encode(x, sample=True, seed=1)
+    assert not torch.allclose(a, mean)
+    torch.testing.assert_close(a, enc.encode(x, sample=True, seed=1))
+
+
+def test_frozen_classifier_encodes_like_the_autoencoder_it_came_from(small):
+    train, val = small
+    config = m.ClassifierConfig(
+        encoder=m.ConvAEConfig(channels=(4, 8), fc_latent=6, batch_norm=True),
+        head=(16,),
+        freeze="frozen",
+        pretrain_epochs=1,
+    )
+    pretrained = {}
+
+    def keep(result):
+        if result.phase == "pretrain":
+            pretrained.update(
+                {k: v.clone() for k, v in result.model.autoencoder.state_dict().items()}
+            )
+
+    fitted = m.fit(
+        config,
+        m.TrainConfig(lr=2e-3, batch_size=64, epochs=2),
+        train,
+        val,
+        device=CPU,
+        on_epoch=keep,
+    )
+    clf = Encoder(fitted.model, TrialSpec("classifier", config, TRAIN), source="memory")
+    ae_model = m.build_model(config.encoder)
+    ae_model.load_state_dict(pretrained)
+    ae = Encoder(ae_model, TrialSpec("ae", config.encoder, TRAIN), source="memory")
+    x = val.images[:64]
+    # Same weights bit for bit; the trained copy runs channels-last, so the latents agree to
+    # float rounding rather than bit for bit.
+    for k, v in fitted.model.autoencoder.state_dict().items():
+        assert torch.equal(v, pretrained[k]), k
+    torch.testing.assert_close(clf.encode(x), ae.encode(x), rtol=1e-5, atol=1e-6)
+    assert clf.predict(x).shape == (64,)
+
+
+@pytest.mark.parametrize(
+    "images, fragment",
+    [
+        (torch.zeros(2, 3, 28, 28, dtype=torch.uint8), "one channel"),
+        (torch.zeros(2, 32, 32, dtype=torch.uint8), "[2, 32, 32]"),
+        (torch.full((2, 28, 28), 255.0), "scale them to [0, 1]"),
+        (torch.zeros(2, 28, 28, dtype=torch.int32), "dtype torch.int32"),
+    ],
+)
+def test_bad_images_are_refused_with_the_reason(tmp_path, images, fragment):
+    enc = saved_encoder(tmp_path, "ae", m.MLPAEConfig(hidden=(), latent_dim=3))
+    with pytest.raises(EncodeError) as err:
+        enc.encode(images)
+    assert fragment in str(err.value)
+
+
+def test_scratch_classifier_has_no_decoder(tmp_path):
+    config = m.ClassifierConfig(
+        encoder=m.MLPAEConfig(hidden=(), latent_dim=3), freeze="scratch", pretrain_epochs=0
+    )
+    enc = saved_encoder(tmp_path, "classifier", config)
+    assert not enc.can_decode
+    with pytest.raises(EncodeError, match="no decoder"):
+        enc.decode(torch.zeros(1, 3))
+
+
+# -- the study's best encoder, exported --------------------------------------------------------
+def best_run(path):
+    study, client, parents, _ = load(path)
+    return study, client, parents[0], study.best_trial.user_attrs["mlflow_run_id"]
+
+
+LOADER = textwrap.dedent(
+    """
+    import sys
+    for name in ("study", "models", "objectives"):
+        sys.modules[name] = None  # importing the harness now fails
+    import numpy as np, torch
+    program = torch.export.load(sys.argv[1]).module()
+    x = torch.from_numpy(np.load(sys.argv[2]))
+    np.save(sys.argv[3], program(x).detach().numpy())
+    """
+)
+
+
+def test_the_study_logs_the_best_encoder_and_it_loads_without_the_harness(
+    classifier_study, fmnist, tmp_path
+):
+    study, client, parent, run_id = best_run(classifier_study)
+    assert artifacts(client, run_id, "encoder") == ["encoder/encoder.json", "encoder/encoder.pt2"]
+    assert parent.data.tags["best_encoder_uri"] == f"runs:/{run_id}/encoder/encoder.pt2"
+    local = client.download_artifacts(run_id, "encoder", str(tmp_path))
+    meta = json.loads((tmp_path / "encoder" / "encoder.json").read_text())
+    assert meta["spec"] == study.best_trial.user_attrs["spec"]
+    x = (fmnist.test.images[:33].float() / 255).numpy()
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOADER,
+            f"{local}/encoder.pt2",
+            tmp_path / "x.npy",
+            tmp_path / "z.npy",
+        ],
+        check=True,
+        cwd=tmp_path,
+    )
+    exported = np.load(tmp_path / "z.npy")
+    expected = Encoder.from_run(
+        run_id, tracking_uri=f"sqlite:///{classifier_study}/mlflow.db"
+    ).encode(x)
+    assert exported.shape == expected.shape == (33, meta["latent_dim"])
+    np.testing.assert_allclose(exported, expected, rtol=1e-5, atol=1e-5)
+
+
+# -- python -m study.encode -------------------------------------------------------------------
+def test_encode_a_split_to_npz_and_csv(classifier_study, fmnist, tmp_path, capsys):
+    _, _, _, run_id = best_run(classifier_study)
+    uri = f"sqlite:///{classifier_study}/mlflow.db"
+    out, table = tmp_path / "z.npz", tmp_path / "z.csv"
+    args = ["--run", run_id, "--tracking-uri", uri, "--split", "val", "--limit", "40"]
+    assert encode.main([*args, "--out", str(out), "--csv", str(table)]) == 0
+    saved = np.load(out)
+    enc = Encoder.from_run(run_id, tracking_uri=uri)
+    assert saved["latents"].shape == (40, enc.latent_dim)
+    np.testing.assert_array_equal(saved["labels"], fmnist.val.labels[:40].numpy())
+    np.testing.assert_allclose(saved["latents"], enc.encode(fmnist.val.images[:40]).numpy())
+    rows = list(csv.reader(table.open()))
+    assert rows[0][:3] == ["index", "label", "z0"] and len(rows) == 41
+    assert [int(r[1]) for r in rows[1:]] == fmnist.val.labels[:40].tolist()
+    assert "40 images" in capsys.readouterr().out
+
+
+def test_encode_from_an_exported_config_and_a_png_folder(classifier_study, fmnist, tmp_path):
+    uri = f"sqlite:///{classifier_study}/mlflow.db"
+    config = tmp_path / "best.yaml"
+    argv = ["--storage", f"sqlite:///{classifier_study}/optuna.db", "--tracking-uri", uri]
+    assert export.main([*argv, "--out", str(config)]) == 0
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(fmnist.test.images[i, 0].numpy(), mode="L").save(folder / f"img{i}.png")
+    out = tmp_path / "pngs.npz"
+    pt2 = tmp_path / "enc.pt2"
+    assert (
+        encode.main(
+            ["--config", str(config), "--images", str(folder), "--out", str(out)]
+            + ["--export-encoder", str(pt2)]
+        )
+        == 0
+    )
+    saved = np.load(out)
+    assert saved["files"].tolist() == [f"img{i}.png" for i in range(5)]
+    expected = Encoder.load(config).encode(fmnist.test.images[:5])
+    np.testing.assert_allclose(saved["latents"], expected.numpy())
+    program = torch.export.load(pt2).module()
+    torch.testing.assert_close(program(fmnist.test.images[:5].float() / 255), expected)
+
+
+def png(folder, name, array, mode):
+    folder.mkdir(exist_ok=True)
+    Image.fromarray(array, mode=mode).save(folder / name)
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("big", "is 32x32; every image must be 28x28"),
+        ("rgb", "has 3 channel(s) (mode RGB)"),
+        ("empty", "holds no .png files"),
+        ("parent-run", "has no checkpoint/model.pt"),
+        ("not-a-run-id", "is not an MLflow run id"),
+        ("missing-checkpoint", "does not exist"),
+        ("bad-out", "must end in .npz"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(classifier_study, tmp_path, capsys, case, fragment):
+    _, _, parent, run_id = best_run(classifier_study)
+    uri = f"sqlite:///{classifier_study}/mlflow.db"
+    folder = tmp_path / "imgs"
+    source = ["--run", run_id, "--tracking-uri", uri]
+    extra = ["--images", str(folder)]
+    if case == "big":
+        png(folder, "a.png", np.zeros((32, 32), np.uint8), "L")
+    elif case == "rgb":
+        png(folder, "a.png", np.zeros((28, 28, 3), np.uint8), "RGB")
+    elif case == "empty":
+        folder.mkdir()
+    elif case == "parent-run":
+        source, extra = ["--run", parent.info.run_id, "--tracking-uri", uri], []
+    elif case == "not-a-run-id":
+        source, extra = ["--run", "trial-3"], []
+    elif case == "missing-checkpoint":
+        source, extra = ["--checkpoint", str(tmp_path / "nope.pt")], []
+    elif case == "bad-out":
+        extra = ["--out", str(tmp_path / "z.txt")]
+    before = sorted(p.name for p in classifier_study.iterdir())
+    assert (
+        encode.main(
+            [*source, *extra, "--limit", "5", "--out", str(tmp_path / "z.npz")]
+            if case != "bad-out"
+            else [*source, *extra]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert fragment in err
+    assert not (tmp_path / "z.npz").exists()
+    assert sorted(p.name for p in classifier_study.iterdir()) == before
