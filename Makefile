@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
 
-.PHONY: setup data run test lint bench clean-runs
+.PHONY: setup data system-test-deps run test test-fast lint bench clean-runs
 
 setup: $(VENV)/.installed
 
@@ -25,11 +25,29 @@ data: setup
 	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist \
 	    >/dev/null; $(PY) -m study.data; }
 
+# The end-to-end tests (marked `servers`) start PostgreSQL, an MLflow server and headless
+# Chromium; Debian's packages supply them when they are missing.
+SYSTEM_TEST_DEPS := chromium chromium-driver postgresql
+system-test-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing$$missing with apt-get (for the end-to-end tests)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
 run: data
 	$(PY) -m study.run $(ARGS)
 
-test: data
+test: data system-test-deps
 	$(PY) -m pytest -q $(ARGS)
+
+# Without the servers: no PostgreSQL, MLflow server or Chromium needed.
+test-fast: data
+	$(PY) -m pytest -q -m "not servers" $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -120,8 +120,14 @@ def run_trial(
     ``models.NonFiniteLossError`` when the loss diverges. ``resume`` is an epoch snapshot
     of an earlier attempt at the same parameters (see ``models.fit``).
     """
+    from .seeds import SEED_ATTR, seed_spec
+
     reporter = reporter or NullReporter()
-    spec = objective.suggest(trial, max_epochs=max_epochs)
+    preset = trial.user_attrs.get(SEED_ATTR)
+    if preset is not None:  # an enqueued seed system trains its preset, not a sample
+        spec = seed_spec(objective.name, preset, max_epochs=max_epochs)
+    else:
+        spec = objective.suggest(trial, max_epochs=max_epochs)
     reporter.start(spec)
 
     def on_epoch(result: EpochResult) -> None:
@@ -129,7 +135,7 @@ def run_trial(
         if result.phase != "train":
             return  # pre-training scores reconstruction, not the objective's metric
         trial.report(result.value, result.epoch)
-        if trial.should_prune():
+        if preset is None and trial.should_prune():  # seed systems always run to the end
             raise optuna.TrialPruned(
                 f"pruned after epoch {result.epoch} with {objective.metric}={result.value:.4g}"
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,6 @@ def fetch(uri: str, *, tracking_uri: str | None = None) -> Path:
         return path
     import mlflow
 
-    # MLflow's per-download progress bar is noise for one file.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="ckpt-"), tracking_uri=tracking_uri

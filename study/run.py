@@ -141,8 +141,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="run each trial's loss computation through torch.compile (pays off on a GPU "
         "with long trials; slower on a CPU)",
     )
+    p.add_argument(
+        "--enqueue-seeds",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="NAMES",
+        help="enqueue the seed systems (SEEDS.md) as the study's first trials: all that fit "
+        "the objective, or a comma-separated list of preset names; each is enqueued once",
+    )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the plots and report written at the end (python -m study.report writes "
+        "them on demand)",
+    )
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     return p
+
+
+def _seed_names(args) -> list[str]:
+    """The presets --enqueue-seeds names, checked against the objective."""
+    from objectives.seeds import seed_names
+
+    if args.enqueue_seeds is None:
+        return []
+    allowed = seed_names(args.objective)
+    if args.enqueue_seeds == "all":
+        return allowed
+    names = [n.strip() for n in args.enqueue_seeds.split(",") if n.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise UsageError(
+            f"argument --enqueue-seeds: {bad or args.enqueue_seeds!r} not among the "
+            f"{args.objective!r} objective's seeds {allowed} (or leave NAMES out for all)"
+        )
+    return names
+
+
+def _enqueue_seeds(study, names: list[str]) -> int:
+    """Enqueue each named seed the study has not seen yet; how many were added."""
+    from objectives.seeds import SEED_ATTR
+
+    seen = {t.user_attrs.get(SEED_ATTR) for t in study.get_trials(deepcopy=False)}
+    added = [n for n in names if n not in seen]
+    for name in added:
+        study.enqueue_trial({}, user_attrs={SEED_ATTR: name})
+    return len(added)
 
 
 @dataclass
@@ -264,8 +309,12 @@ class TrialFunction:
                 torch.cuda.empty_cache()
 
     def context(self, trial, original: int) -> dict:
+        from objectives.seeds import SEED_ATTR
+
         a = self.args
+        seed = {SEED_ATTR: trial.user_attrs[SEED_ATTR]} if SEED_ATTR in trial.user_attrs else {}
         return {
+            **seed,
             "dataset": a.dataset,
             "limit_train": len(self.data.train),
             "limit_val": len(self.data.val),
@@ -335,6 +384,22 @@ def _line(outcome: Outcome, metric: str, best) -> str:
         f"{_format_value(metric, outcome.value):<14}  {best_text}  "
         f"{outcome.epochs} epochs, {outcome.seconds:.1f}s"
     )
+
+
+def _report(study, args, name: str, tracker) -> None:
+    from .report import default_out, write_report
+
+    try:
+        path = write_report(
+            study,
+            default_out(args.storage, name),
+            client=tracker.client if tracker else None,
+            parent_run_id=tracker.parent_run_id if tracker else None,
+        )
+    except Exception as e:  # noqa: BLE001 - the study's results are saved either way
+        print(f"warning: could not write the study report: {e}", file=sys.stderr)
+        return
+    print(f"Report:  {path}")
 
 
 def _publish_encoder(tracker, best) -> str | None:
@@ -512,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     check_storage_url(args.storage)
     check_tracking_uri(args.tracking_uri)
+    seeds = _seed_names(args)
     dataset = data_mod.load(args.dataset, args.data_dir)
     train = dataset.train.head(args.limit_train or None).to(device)
     val = dataset.val.head(args.limit_val or None).to(device)
@@ -587,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         tracker = None
         if args.tracking_uri != "none":
             tracker = StudyTracker(args.tracking_uri, study, settings=settings)
+        enqueued = _enqueue_seeds(study, seeds) if seeds and not worker else 0
 
     if not worker:
         print(
@@ -601,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  resuming: {finished_before} of {args.trials} trials already finished"
                 + (f" ({failed} failed ones do not count)" if failed else "")
             )
+        if seeds:
+            print(f"  seed systems: {enqueued} enqueued ({len(seeds) - enqueued} already there)")
     if finished_before >= args.trials and not worker:
         print(
             f"Nothing to do: the study already has {finished_before} finished trials "
@@ -686,6 +755,9 @@ def main(argv: list[str] | None = None) -> int:
     encoder_run = None
     if tracker is not None:
         encoder_run = _publish_encoder(tracker, best)
+    if not args.no_report:
+        _report(study, args, name, tracker)
+    if tracker is not None:
         tracker.finish(summary)
     for line in _commands(args, name, tracker.experiment_id if tracker else None, encoder_run):
         print(line)

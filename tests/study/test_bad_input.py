@@ -55,6 +55,11 @@ def _assert_refused(main, argv, path, capsys, *needles):
         (["--pruner", "wise"], ["--pruner", "'wise'"]),
         (["--device", "tpu"], ["'tpu'", "auto, cpu"]),
         (["--timeout", "-1"], ["--timeout", "'-1'"]),
+        (["--enqueue-seeds", "s9-gan"], ["--enqueue-seeds", "'s9-gan'", "s0-latent-classifier"]),
+        (
+            ["--objective", "vae", "--study-name", "v", "--enqueue-seeds", "s2-mlp-ae-3d"],
+            ["--enqueue-seeds", "'s2-mlp-ae-3d'", "'vae'", "s3-mlp-vae"],
+        ),
         (
             ["--objective", "ae", "--study-name", "classifier-fashion-mnist"],
             ["holds objective 'classifier'", "--study-name"],

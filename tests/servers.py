@@ -1,0 +1,129 @@
+"""Real servers on loopback for the end-to-end tests (marked ``servers``).
+
+Skip them locally with ``pytest -m "not servers"``; CI runs them (``.ci/run`` installs
+PostgreSQL and Chromium when missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, *, timeout: float, what: str, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}")
+        with contextlib.suppress(Exception):
+            result = check()
+            if result:
+                return result
+        time.sleep(0.25)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as r:
+        return r.status == 200
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextlib.contextmanager
+def mlflow_server(backend: str, workdir: Path, *, serve_artifacts: bool = False):
+    """``mlflow server`` on a free loopback port; yields its URL."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    if serve_artifacts:
+        cmd += ["--serve-artifacts", "--artifacts-destination", str(workdir / "artifacts")]
+    log = (workdir / "mlflow-server.log").open("w")
+    proc = subprocess.Popen(
+        cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(f"{url}/health"), timeout=90, what="mlflow server", proc=proc)
+        yield url
+    finally:
+        stop(proc)
+        log.close()
+
+
+def chromium_paths() -> tuple[str, str]:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (browser and driver):
+        raise RuntimeError(
+            "headless Chromium is missing: apt-get install chromium chromium-driver "
+            '(make test installs them), or skip these tests with -m "not servers"'
+        )
+    return browser, driver
+
+
+# Flags for an offline machine: no sandbox (root in CI), no GPU, and no background
+# connections (refused here, and slow to time out).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--window-size=1400,1000",
+]
+
+
+@contextlib.contextmanager
+def chromium(profile: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = chromium_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    d = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        yield d
+    finally:
+        d.quit()

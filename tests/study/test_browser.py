@@ -1,0 +1,83 @@
+"""A person browsing a study in the MLflow UI: headless Chromium against ``mlflow server``."""
+
+import os
+import shutil
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.servers import chromium, mlflow_server
+
+from .helpers import load
+
+pytestmark = pytest.mark.servers
+
+
+def body_has(*texts):
+    def check(driver):
+        body = driver.find_element(By.TAG_NAME, "body").text
+        return all(t in body for t in texts)
+
+    return check
+
+
+def screenshot(driver, tmp_path, name):
+    path = tmp_path / name
+    driver.save_screenshot(str(path))
+    if os.environ.get("STUDY_SCREENSHOTS"):  # e.g. CI keeps them
+        os.makedirs(os.environ["STUDY_SCREENSHOTS"], exist_ok=True)
+        shutil.copy(path, os.environ["STUDY_SCREENSHOTS"])
+    assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+    return path
+
+
+def test_mlflow_ui_lists_the_trials_and_renders_curves_and_artifacts(study_copy, tmp_path):
+    study, client, parents, runs = load(study_copy)
+    exp = client.get_experiment_by_name(study.study_name).experiment_id
+    best = study.best_trial.user_attrs["mlflow_run_id"]
+    with (
+        mlflow_server(f"sqlite:///{study_copy}/mlflow.db", tmp_path) as url,
+        chromium(tmp_path / "profile") as d,
+    ):
+        wait = WebDriverWait(d, 60)
+        d.get(f"{url}/#/experiments/{exp}/runs?workflowType=machine_learning")
+        wait.until(body_has(study.study_name, f"{len(runs) + 1} matching runs"))
+        # Trial runs are nested under the study's parent run: unfold it.
+        expand = wait.until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "button[data-component-id*='runnamecell']")
+        )
+        expand.click()
+        names = {f"trial-{t.number}" for t in study.trials}
+        wait.until(body_has(*names))
+        screenshot(d, tmp_path, "mlflow-runs.png")
+
+        d.get(f"{url}/#/experiments/{exp}/runs/{best}/model-metrics")
+        # Charts render lazily as they scroll into view: check the first ones.
+        wait.until(
+            body_has(
+                "Model metrics",
+                "train_acc",
+                "train_loss",
+                f"trial-{study.best_trial.number} (train_loss)",
+            )
+        )
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "svg.main-svg")) >= 3)
+        screenshot(d, tmp_path, "mlflow-metrics.png")
+
+        d.get(f"{url}/#/experiments/{exp}/runs/{best}/artifacts")
+        wait.until(body_has("checkpoint", "pictures", "encoder"))
+        d.find_element(By.XPATH, "//*[normalize-space(text())='pictures']").click()
+        wait.until(body_has("latent.png"))
+        d.find_element(By.XPATH, "//*[normalize-space(text())='latent.png']").click()
+        wait.until(
+            lambda d: any(
+                d.execute_script("return arguments[0].naturalWidth", img) > 100
+                for img in d.find_elements(By.CSS_SELECTOR, "img[src^='blob:']")
+            )
+        )
+        screenshot(d, tmp_path, "mlflow-artifacts.png")
+
+        # The study's report hangs off the parent run.
+        d.get(f"{url}/#/experiments/{exp}/runs/{parents[0].info.run_id}/artifacts")
+        wait.until(body_has("report"))
