@@ -2,8 +2,9 @@
 
 import sys
 
-from . import engine, studies
+from . import engine, storage, studies
 
 if __name__ == "__main__":
     engine.main([])
     studies.main(sys.argv[1:])
+    storage.main([])

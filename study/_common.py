@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
@@ -224,7 +225,7 @@ def make_storage(url: str, heartbeat: int = 30):
     use_fast_sqlite()
     if url.startswith("sqlite:"):
         engine = {"connect_args": {"timeout": 60}}  # wait for other writers, don't fail
-    try:
+    with _storage_errors(url):
         return RDBStorage(
             url,
             engine_kwargs=engine,
@@ -232,16 +233,44 @@ def make_storage(url: str, heartbeat: int = 30):
             grace_period=3 * heartbeat,
             heartbeat_stale_trial_callback=RETRY,
         )
-    except ImportError as e:
-        raise UsageError(
-            f"the database driver for {redact(url)!r} is missing ({e}); "
-            "install it, e.g. pip install psycopg2-binary"
-        ) from None
+
+
+@contextlib.contextmanager
+def _storage_errors(url: str):
+    """A missing driver or an unreachable database as one-line usage errors."""
+    try:
+        yield
+    except ImportError:
+        hint = (
+            "pip install -e '.[postgres]' (psycopg 3)"
+            if url.startswith("postgresql")
+            else "install the driver the URL names"
+        )
+        raise UsageError(f"the database driver for {redact(url)!r} is missing; {hint}") from None
+    except UsageError:
+        raise
     except Exception as e:  # noqa: BLE001 - SQLAlchemy's many connection errors
+        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise UsageError(
-            f"cannot open storage {redact(url)!r}: {str(e).splitlines()[0][:200]}; "
+            f"cannot open storage {redact(url)!r}: {first}; "
             "check the URL and that the database is reachable"
         ) from None
+
+
+def server_lock_engine(url: str):
+    """A small engine for the study lock on a database server, checked to connect.
+
+    Taken before Optuna's storage is opened: two workers creating a fresh schema at once
+    collide on PostgreSQL's catalog (``duplicate key ... pg_type_typname_nsp_index``).
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    with _storage_errors(url):
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return engine
 
 
 def check_tracking_uri(uri: str) -> None:

@@ -25,8 +25,12 @@ RETRY = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermed
 
 
 @contextlib.contextmanager
-def study_lock(storage_url: str, storage, name: str):
-    """Exclusive lock over one study, across processes (and hosts, on PostgreSQL)."""
+def study_lock(storage_url: str, engine, name: str):
+    """Exclusive lock over one study, across processes (and hosts, on PostgreSQL).
+
+    ``engine``: a SQLAlchemy engine on the database server (``server_lock_engine``); unused
+    for file stores, which are locked with ``flock`` beside the file.
+    """
     path = None
     if storage_url.startswith("sqlite:///"):
         path = Path(storage_url[len("sqlite:///") :])
@@ -45,7 +49,7 @@ def study_lock(storage_url: str, storage, name: str):
         from sqlalchemy import text
 
         key = zlib.crc32(f"latent-study:{name}".encode())
-        with storage.engine.connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
             try:
                 yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def fetch(uri: str, *, tracking_uri: str | None = None) -> Path:
         from urllib.parse import unquote, urlparse
 
         uri = unquote(urlparse(uri).path)
-    if "://" not in uri and not uri.startswith("runs:/"):
+    if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", uri):  # a path, not runs:/, mlflow-artifacts:/
         path = Path(uri).expanduser()
         if not path.is_file():
             raise CheckpointError(f"checkpoint {uri!r} does not exist")

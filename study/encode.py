@@ -492,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         family=np.array(encoder.family),
         source=np.array(encoder.source),
     )
-    print(f"Encoded {where} with a {encoder.family} ({encoder.latent_dim}-d latents) -> {out}")
+    print(
+        f"Encoded {where} with the {encoder.family} model ({encoder.latent_dim}-d latents) -> {out}"
+    )
     if args.csv:
         names = {"index": "index", "labels": "label", "files": "file"}
         columns = {names[k]: arrays[k] for k in names if k in arrays}

@@ -165,6 +165,7 @@ def draw_plots(study, out: Path) -> tuple[list[tuple[str, str, Path]], list[str]
 
     plots, notes, top = [], [], []
     sampled = sampled_study(study)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "unique value length is less than 2"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
 

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,11 +34,11 @@ from ._common import (
     load_study,
     make_pruner,
     make_sampler,
-    make_storage,
     non_negative_int,
     positive_float,
     positive_int,
     redact,
+    server_lock_engine,
     study_name,
 )
 
@@ -190,6 +191,9 @@ def _enqueue_seeds(study, names: list[str]) -> int:
     return len(added)
 
 
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
 @dataclass
 class Outcome:
     number: int
@@ -235,6 +239,7 @@ class TrialFunction:
         from ._loop import RETRY
 
         start = time.perf_counter()
+        trial.set_user_attr("worker", WORKER)  # which host and process ran it
         history = RETRY.retry_history(_frozen(trial))
         original = history[0] if history else trial.number
         run = resume = None
@@ -315,6 +320,7 @@ class TrialFunction:
         seed = {SEED_ATTR: trial.user_attrs[SEED_ATTR]} if SEED_ATTR in trial.user_attrs else {}
         return {
             **seed,
+            "worker": WORKER,
             "dataset": a.dataset,
             "limit_train": len(self.data.train),
             "limit_val": len(self.data.val),
@@ -586,14 +592,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial tables..."
     # We run our own heartbeat thread around ask/tell (see _loop.Heartbeat).
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-    # File-based stores are locked before they are opened: two processes creating the same
-    # fresh SQLite file would race on its schema. A database server needs its engine first.
-    storage = (
-        make_storage(args.storage, args.heartbeat) if args.storage.startswith("postgres") else None
-    )
+    # Stores are locked before they are opened: two processes creating the same fresh schema
+    # would race (SQLite and PostgreSQL alike). A database server is locked through a
+    # connection of its own, which also checks the driver and that the server answers.
+    engine = server_lock_engine(args.storage) if args.storage.startswith("postgres") else None
+    storage = None
 
     def lock():
-        return study_lock(args.storage, storage, name)
+        return study_lock(args.storage, engine, name)
 
     with lock():
         study, storage = load_study(name, args.storage, heartbeat=args.heartbeat, storage=storage)

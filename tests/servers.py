@@ -127,3 +127,54 @@ def chromium(profile: Path):
         yield d
     finally:
         d.quit()
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[4]))
+    if found:
+        return str(found[-1])
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(
+            "PostgreSQL is missing: apt-get install postgresql (make test installs it), or "
+            'skip these tests with -m "not servers"'
+        )
+    return path
+
+
+@contextlib.contextmanager
+def postgres(databases=("optuna", "mlflow")):
+    """A throw-away PostgreSQL cluster on a free loopback port (trust auth, user postgres).
+
+    Yields ``postgresql://postgres@127.0.0.1:PORT``; the databases named exist. As root the
+    server runs as the ``postgres`` user (initdb refuses root).
+    """
+    import tempfile
+
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    data = Path(tempfile.mkdtemp(prefix="pg-"))
+    if as_root:
+        shutil.chown(data, "postgres", "postgres")
+    port = free_port()
+    subprocess.run(
+        [*prefix, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "postgres", "-A", "trust"]
+        + ["-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options += " -c max_connections=200"
+    ctl = [*prefix, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log")]
+    subprocess.run([*ctl, "-o", options, "-w", "start"], check=True, capture_output=True)
+    url = f"postgresql://postgres@127.0.0.1:{port}"
+    try:
+        import psycopg
+
+        with psycopg.connect(f"{url}/postgres", autocommit=True) as conn:
+            for db in databases:
+                conn.execute(f"CREATE DATABASE {db}")
+        yield url
+    finally:
+        subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)

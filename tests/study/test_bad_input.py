@@ -258,3 +258,23 @@ def test_train_refuses_missing_and_malformed_files(existing, tmp_path, capsys, n
         (tmp_path / name).write_text(text)
     argv = ["--config", str(tmp_path / name), *stores(existing)[2:]]
     _assert_refused(train.main, argv, existing, capsys, name, needle)
+
+
+def test_missing_postgres_driver_is_a_usage_error(tmp_path):
+    """As on a machine without the [postgres] extra: one line, exit 2, nothing written."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for m in ('psycopg', 'psycopg2'): sys.modules[m] = None\n"
+        "from study import run\n"
+        "sys.exit(run.main(['--trials', '1', '--storage', 'postgresql://u@127.0.0.1:5/x',"
+        f" '--tracking-uri', 'sqlite:///{tmp_path}/mlflow.db']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "driver" in lines[0] and "pip install -e '.[postgres]'" in lines[0]
+    assert not list(tmp_path.iterdir())

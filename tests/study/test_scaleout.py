@@ -1,0 +1,155 @@
+"""Several workers on one study over PostgreSQL and an MLflow tracking server (real servers).
+
+Each worker runs in its own working directory: nothing is shared but the two servers, as
+on separate machines. Artifacts travel over HTTP (``mlflow server --serve-artifacts``).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from study import checkpoint
+from tests.servers import mlflow_server, postgres, wait_until
+
+pytestmark = pytest.mark.servers
+
+TINY = ["--epochs", "2", "--limit-train", "300", "--limit-val", "200"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    work = tmp_path_factory.mktemp("servers")
+    with postgres() as pg, mlflow_server(f"{pg}/mlflow", work, serve_artifacts=True) as url:
+        yield f"{pg}/optuna", url
+
+
+def worker(cwd, storage, tracking, *args):
+    cwd.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "study.run", "--storage", storage, "--tracking-uri", tracking]
+    return subprocess.Popen(
+        [*cmd, "--objective", "ae", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "STUDY_THREADS": "1", "PYTHONPATH": os.getcwd()},
+    )
+
+
+def finish(procs, timeout=300):
+    outs = []
+    for p in procs:
+        out, _ = p.communicate(timeout=timeout)
+        outs.append(out)
+    return outs
+
+
+def runs_by_trial(tracking, name):
+    client = MlflowClient(tracking_uri=tracking)
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return client, {
+        int(r.data.tags["optuna.trial_number"]): r
+        for r in runs
+        if "optuna.trial_number" in r.data.tags
+    }
+
+
+def test_three_workers_share_one_study_and_artifacts_travel_over_http(cluster, tmp_path):
+    storage, tracking = cluster
+    name = "three-workers"
+    args = [*TINY, "--trials", "7", "--study-name", name, "--heartbeat", "2"]
+    procs = [worker(tmp_path / f"host{i}", storage, tracking, *args) for i in range(3)]
+    outs = finish(procs)
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") + states.count("PRUNED") == 7
+    assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
+    client, runs = runs_by_trial(tracking, name)
+    assert set(runs) == {t.number for t in study.trials}
+    for t in study.trials:
+        run = runs[t.number]
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # served, not a path
+        assert len(client.get_metric_history(run.info.run_id, "val_mse")) >= 1
+        if t.state.name == "COMPLETE":
+            local = checkpoint.fetch(
+                f"runs:/{run.info.run_id}/checkpoint/model.pt", tracking_uri=tracking
+            )
+            blob = torch.load(local, weights_only=True)
+            assert blob["spec"] == t.user_attrs["spec"]
+    # No file of the study lives in a worker's directory: only the report each one wrote.
+    for i in range(3):
+        assert not list((tmp_path / f"host{i}").glob("**/*.db"))
+
+    # Export, encode and retrain from a fourth "machine".
+    other = tmp_path / "laptop"
+    other.mkdir()
+    common = {"cwd": other, "capture_output": True, "text": True, "timeout": 300}
+    py = [sys.executable, "-m"]
+    out = subprocess.run(
+        [*py, "study.export", "--study-name", name, "--storage", storage]
+        + ["--tracking-uri", tracking, "--out", "best.yaml"],
+        **common,
+    )
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run(
+        [*py, "study.encode", "--config", "best.yaml", "--limit", "20", "--out", "z.npz"],
+        **common,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (other / "z.npz").is_file()
+    out = subprocess.run(
+        [*py, "study.train", "--config", "best.yaml", "--from-checkpoint"]
+        + ["--tracking-uri", tracking],
+        **common,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "test mse" in out.stdout
+
+
+def test_a_worker_killed_mid_trial_is_retried_by_the_others(cluster, tmp_path):
+    storage, tracking = cluster
+    name = "killed-worker"
+    # Trials of a few seconds, never pruned, so one can be caught mid-training.
+    args = ["--epochs", "5", "--limit-train", "3000", "--limit-val", "300", "--pruner", "none"]
+    args += ["--trials", "5", "--study-name", name, "--heartbeat", "1"]
+    procs = [worker(tmp_path / f"host{i}", storage, tracking, *args) for i in range(3)]
+    pids = {p.pid: p for p in procs}
+
+    def running_trial_with_an_epoch():
+        study = optuna.load_study(study_name=name, storage=storage)
+        for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
+            pid = int(t.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
+            if t.intermediate_values and pid in pids:
+                return t.number, pid
+        return None
+
+    victim_trial, victim_pid = wait_until(running_trial_with_an_epoch, timeout=240, what="epoch")
+    os.kill(victim_pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    outs = finish(procs)
+    assert pids[victim_pid].returncode == -signal.SIGKILL
+    others = [p for p in procs if p.pid != victim_pid]
+    assert [p.returncode for p in others] == [0, 0], outs
+
+    study = optuna.load_study(study_name=name, storage=storage)
+    by_number = {t.number: t for t in study.trials}
+    assert by_number[victim_trial].state.name == "FAIL"
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim_trial]
+    assert len(retries) == 1 and retries[0].state.name == "COMPLETE"
+    assert retries[0].params == by_number[victim_trial].params
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 5
+    _, runs = runs_by_trial(tracking, name)
+    assert runs[victim_trial].info.status == "FAILED"  # closed by a surviving worker
+    assert runs[retries[0].number].info.status == "FINISHED"
+    assert time.monotonic() - killed_at < 240
