@@ -79,6 +79,9 @@ class Reporter(Protocol):
     def epoch(self, result: EpochResult) -> None:
         """An epoch finished (pre-training epochs included)."""
 
+    def done(self, model: torch.nn.Module) -> None:
+        """Training finished with ``model`` (also when a resumed trial had no epoch left)."""
+
 
 class NullReporter:
     """A reporter that drops everything (tests, benchmarks)."""
@@ -87,6 +90,9 @@ class NullReporter:
         pass
 
     def epoch(self, result: EpochResult) -> None:
+        pass
+
+    def done(self, model: torch.nn.Module) -> None:
         pass
 
 
@@ -151,4 +157,5 @@ def run_trial(
         resume=resume,
         compile=compile,
     )
+    reporter.done(result.model)
     return result.last.value

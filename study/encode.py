@@ -53,8 +53,15 @@ class EncodeError(UsageError):
 def as_images(images: Any, what: str = "images") -> torch.Tensor:
     """``[N, 28, 28]``, ``[N, 1, 28, 28]`` or one ``[28, 28]`` image -> float ``[N, 1, 28, 28]``.
 
-    uint8 input is scaled by 1/255; float input must already lie in [0, 1].
+    uint8 input is scaled by 1/255; float input must already lie in [0, 1]. A list of
+    arrays or greyscale PIL images is stacked first.
     """
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise EncodeError(f"no {what}: the list is empty")
+        images = np.stack([np.asarray(i) for i in images])
+    elif not isinstance(images, (np.ndarray, torch.Tensor)):
+        images = np.asarray(images)  # e.g. one PIL image
     x = torch.as_tensor(images)
     if x.dim() == 2:
         x = x.unsqueeze(0)
@@ -211,7 +218,7 @@ class Encoder:
         batch_size: int = 1024,
         progress: bool = False,
     ):
-        """Latent vectors ``[N, latent_dim]``; numpy in -> numpy out, torch in -> torch out.
+        """Latent vectors ``[N, latent_dim]``: a torch tensor for torch input, else numpy.
 
         For a VAE this is the posterior mean; ``sample=True`` draws z ~ q(z|x) instead
         (``seed`` makes the draw repeatable).
@@ -229,7 +236,7 @@ class Encoder:
                 z = self.model.encode(xb)
             out.append(z.float().cpu())
         z = torch.cat(out) if out else torch.empty(0, self.latent_dim)
-        return z.numpy() if isinstance(images, np.ndarray) else z
+        return z if isinstance(images, torch.Tensor) else z.numpy()
 
     @torch.inference_mode()
     def decode(self, latents: Any, *, batch_size: int = 1024):
@@ -252,7 +259,7 @@ class Encoder:
             for s in self._batches(len(z), batch_size, False)
         ]
         x = torch.cat(out) if out else torch.empty(0, 1, 28, 28)
-        return x.numpy() if isinstance(latents, np.ndarray) else x
+        return x if isinstance(latents, torch.Tensor) else x.numpy()
 
     @torch.inference_mode()
     def predict(self, images: Any, *, batch_size: int = 1024):
@@ -265,7 +272,7 @@ class Encoder:
             for s in self._batches(len(x), batch_size, False)
         ]
         y = torch.cat(out) if out else torch.empty(0, dtype=torch.long)
-        return y.numpy() if isinstance(images, np.ndarray) else y
+        return y if isinstance(images, torch.Tensor) else y.numpy()
 
     # -- export --------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:

@@ -118,9 +118,9 @@ def verdict(rows, metric: str, *, maximize: bool) -> str:
     a, b = ranked[0], ranked[1]
     weak = min(a["complete"], b["complete"]) < 3
     return (
-        f"Best {metric}: **{a['group']}** ({a['best']:.4f}, {a['complete']} completed trials) "
-        f"ahead of {b['group']} ({b['best']:.4f}, {b['complete']})"
-        + (" - few trials, weak evidence." if weak else ".")
+        f"Best {metric}: **{a['group']}** ({a['best']:.4f}, best of {a['complete']} completed "
+        f"trial{'s' * (a['complete'] != 1)}) ahead of {b['group']} ({b['best']:.4f}, best of "
+        f"{b['complete']})" + (" - few trials, weak evidence." if weak else ".")
     )
 
 
@@ -519,14 +519,20 @@ def to_html(markdown: str, folder: Path, title: str) -> str:
             level = len(line) - len(line.lstrip("#"))
             body.append(f"<h{level}>{inline(line[level:].strip())}</h{level}>")
         elif line.startswith("- "):
-            body.append(f"<li>{inline(line[2:])}</li>")
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{inline(lines[i][2:])}</li>")
+                i += 1
+            body.append("<ul>" + "".join(items) + "</ul>")
+            continue
         elif line.strip():
             body.append(f"<p>{inline(line)}</p>")
         i += 1
     style = (
         "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
-        "padding:.2em .6em;text-align:right}th{background:#f3f3f3}img{max-width:100%}"
+        "padding:.2em .6em;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "th{background:#f3f3f3}img{max-width:100%}"
         "code{background:#f3f3f3;padding:0 .2em}"
     )
     return (

@@ -355,6 +355,12 @@ class _Reporter:
         if self.run is not None:
             self.run.epoch(result)
 
+    def done(self, model) -> None:
+        # The trained model, for the checkpoint and pictures; needed where a retried trial
+        # resumed after its very last epoch and trained none.
+        if self.run is not None:
+            self.run.model = model
+
 
 def execute(study, trial, func) -> None:
     """Run ``func`` on an asked trial and tell the study how it ended."""

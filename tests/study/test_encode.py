@@ -66,6 +66,8 @@ def test_each_family_encodes_to_its_latent_size_and_decodes_to_images(
     assert isinstance(z_np, np.ndarray)
     np.testing.assert_allclose(z_np, z.numpy(), atol=1e-6)
     torch.testing.assert_close(enc.encode(images.float() / 255), z)
+    pil = [Image.fromarray(i[0].numpy(), mode="L") for i in images]
+    np.testing.assert_allclose(enc.encode(pil), z.numpy(), atol=1e-6)
 
 
 def test_vae_encodes_the_mean_or_a_repeatable_sample(tmp_path, fmnist):

@@ -86,6 +86,8 @@ def test_three_workers_share_one_study_and_artifacts_travel_over_http(cluster, t
             )
             blob = torch.load(local, weights_only=True)
             assert blob["spec"] == t.user_attrs["spec"]
+            names = {a.path for a in client.list_artifacts(run.info.run_id, "pictures")}
+            assert "pictures/reconstructions.png" in names
     # No file of the study lives in a worker's directory: only the report each one wrote.
     for i in range(3):
         assert not list((tmp_path / f"host{i}").glob("**/*.db"))
@@ -149,7 +151,12 @@ def test_a_worker_killed_mid_trial_is_retried_by_the_others(cluster, tmp_path):
     assert retries[0].params == by_number[victim_trial].params
     states = [t.state.name for t in study.trials]
     assert states.count("COMPLETE") == 5
-    _, runs = runs_by_trial(tracking, name)
+    client, runs = runs_by_trial(tracking, name)
     assert runs[victim_trial].info.status == "FAILED"  # closed by a surviving worker
-    assert runs[retries[0].number].info.status == "FINISHED"
+    retry_run = runs[retries[0].number]
+    assert retry_run.info.status == "FINISHED"
+    # The retry continued from the killed trial's last epoch, fetched over HTTP.
+    assert retry_run.data.tags["resumed_from_trial"] == str(victim_trial)
+    steps = [m.step for m in client.get_metric_history(retry_run.info.run_id, "val_mse")]
+    assert sorted(steps) == [1, 2, 3, 4, 5]
     assert time.monotonic() - killed_at < 240
