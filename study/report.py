@@ -461,7 +461,7 @@ def write_report(study, out: Path, *, client=None, parent_run_id: str | None = N
             )
         )
         md.append("")
-        md.append("Rank among completed trials (1 = best). Pruned seeds show their last value.")
+        md.append("Seeds are never pruned. Rank among completed trials (1 = best).")
     else:
         md.append("No seed systems in this study (run with `--enqueue-seeds` to add them).")
     md += ["", "## Plots", ""]
