@@ -185,8 +185,11 @@ def draw_plots(study, out: Path) -> tuple[list[tuple[str, str, Path]], list[str]
         if len(sampled.trials) >= 3:
             try:
                 importances = optuna.importance.get_param_importances(sampled)
+                # Conditional parameters live in some trials only; a constant one says nothing.
                 varied = {
-                    k for k in importances if len({repr(t.params[k]) for t in sampled.trials}) > 1
+                    k
+                    for k in importances
+                    if len({repr(t.params[k]) for t in sampled.trials if k in t.params}) > 1
                 }
                 importances = {k: v for k, v in importances.items() if k in varied}
             except Exception as e:  # noqa: BLE001

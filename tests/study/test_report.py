@@ -103,3 +103,22 @@ def test_report_cli_on_demand(study_copy, tmp_path, capsys):
 @pytest.mark.parametrize("n, label", [(2, "2"), (3, "3"), (4, "4-7"), (12, "8-15"), (64, "64-127")])
 def test_latent_sizes_are_grouped_by_powers_of_two(n, label):
     assert report.latent_bucket(n)[1] == label
+
+
+def test_importances_with_conditional_parameters(tmp_path):
+    """Parameters present in only some trials (e.g. ``train.adamw.weight_decay``)."""
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        if trial.suggest_categorical("opt", ["a", "b"]) == "a":
+            return x + trial.suggest_float("wd", 0, 1)
+        return x
+
+    study.optimize(objective, n_trials=12)
+    plots, notes, top = report.draw_plots(study, tmp_path)
+    assert notes == []
+    assert {p.name for _, _, p in plots} >= {"importances.png", "parallel.png", "slice.png"}
+    assert len(top) == 2 and set(top) <= {"x", "opt", "wd"}
