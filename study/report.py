@@ -259,18 +259,19 @@ def best_pictures(best, client, out: Path, dataset: str) -> list[tuple[str, Path
             dst = out / f"best-{name}"
             shutil.copyfile(local, dst)
             pictures.append((caption, dst))
-    spec = best.user_attrs.get("spec", {})
-    if spec.get("model", {}).get("family") == "vae":
+    model = best.user_attrs.get("spec", {}).get("model", {})
+    encoder = model.get("encoder")  # a classifier's encoder config (a VAE's is "mlp"/"conv")
+    vae = model.get("family") == "vae" or (
+        isinstance(encoder, dict) and encoder.get("family") == "vae"
+    )
+    if vae and best.state.name == "COMPLETE":
         try:
             from .encode import Encoder
 
             enc = Encoder.from_run(run_id, tracking_uri=client.tracking_uri)
-            pictures.append(
-                (
-                    "Samples decoded from the prior N(0, I)",
-                    prior_samples(enc, out / "best-samples.png"),
-                )
-            )
+            if enc.can_decode:  # not a VAE encoder a scratch classifier never decoded with
+                path = prior_samples(enc, out / "best-samples.png")
+                pictures.append(("Samples decoded from the prior N(0, I)", path))
         except Exception as e:  # noqa: BLE001
             print(f"warning: no prior samples: {e}", file=sys.stderr)
     return pictures

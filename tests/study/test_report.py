@@ -89,6 +89,13 @@ def test_vae_report_shows_samples_from_the_prior(tmp_path):
     assert "best-samples.png" in (out / "report.md").read_text()
 
 
+def test_classifier_on_a_pretrained_vae_shows_samples_from_the_prior(tmp_path):
+    argv = ["--trials", "1", "--enqueue-seeds", "s3-mlp-vae"]  # S3's VAE under S0's head
+    assert run_study(tmp_path, *argv) == 0
+    out = tmp_path / "reports" / "classifier-fashion-mnist"
+    assert (out / "best-samples.png").stat().st_size > 1000
+
+
 def test_report_cli_on_demand(study_copy, tmp_path, capsys):
     out = tmp_path / "again"
     argv = ["--storage", f"sqlite:///{study_copy}/optuna.db"]
