@@ -10,6 +10,7 @@ b. A real small study through ``study.run`` with ``--workers 1`` and ``--workers
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import re
 import shutil
@@ -75,19 +76,19 @@ def measure(url: str, workers: int, total: int) -> tuple[float, float]:
 def storage_table(total: int, worker_counts: list[int], kinds: list[str]) -> list[str]:
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-storage-"))
-    pg_ctx = None
     urls = {}
     if "sqlite" in kinds:
         urls["SQLite (WAL)"] = f"sqlite:///{tmp}/optuna.db"
     if "journal" in kinds:
         urls["journal file"] = f"journal:{tmp}/journal.log"
-    if "postgres" in kinds:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.servers import postgres
+    with contextlib.ExitStack() as servers:
+        servers.callback(shutil.rmtree, tmp, ignore_errors=True)
+        if "postgres" in kinds:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+            from tests.servers import postgres
 
-        pg_ctx = postgres(databases=("optuna",))
-        urls["PostgreSQL (local)"] = f"{pg_ctx.__enter__()}/optuna"
-    try:
+            pg = servers.enter_context(postgres(databases=("optuna",)))
+            urls["PostgreSQL (local)"] = f"{pg}/optuna"
         for label, url in urls.items():
             cells = []
             for n in worker_counts:
@@ -95,10 +96,6 @@ def storage_table(total: int, worker_counts: list[int], kinds: list[str]) -> lis
                 cells.append(f"{rate:.0f}/s, {ms:.0f} ms")
                 print(f"  {label}, {n} workers: {rate:.1f} trials/s, {ms:.1f} ms/trial", flush=True)
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
-    finally:
-        if pg_ctx is not None:
-            pg_ctx.__exit__(None, None, None)
-        shutil.rmtree(tmp, ignore_errors=True)
     head = "| storage | " + " | ".join(f"{n} worker{'s' * (n > 1)}" for n in worker_counts) + " |"
     return [head, "|---|" + "---|" * len(worker_counts), *rows]
 

@@ -336,6 +336,26 @@ def make_pruner(name: str, max_epochs: int):
     raise UsageError(f"unknown pruner {name!r}; choose one of {PRUNERS}")
 
 
+def existing_study(args):
+    """(study, name) for the study options of a read-only CLI; a usage error if it is absent."""
+    name = study_name(args)
+    if (
+        args.storage.startswith("sqlite:///")
+        and not Path(args.storage[len("sqlite:///") :]).is_file()
+    ):
+        raise UsageError(
+            f"no Optuna storage at {args.storage!r}; run python -m study.run "
+            "first or pass the study's --storage"
+        )
+    study, _ = load_study(name, args.storage)
+    if study is None:
+        raise UsageError(
+            f"no study named {name!r} in {redact(args.storage)}; pass "
+            "--study-name (or --objective/--dataset) of an existing study"
+        )
+    return study, name
+
+
 def load_study(name: str, storage_url: str, *, heartbeat: int = 30, storage=None):
     """The existing study ``name`` (or None) and the storage it lives in."""
     import optuna

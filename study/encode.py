@@ -320,10 +320,10 @@ def publish_encoder(client, run_id: str, *, tracking_uri: str) -> str | None:
     uri = f"runs:/{run_id}/{ENCODER_DIR}/{ENCODER_NAME}"
     if f"{ENCODER_DIR}/{ENCODER_NAME}" in have:
         return uri
-    ckpt = {a.path for a in client.list_artifacts(run_id, CHECKPOINT_DIR)}
-    if f"{CHECKPOINT_DIR}/{CHECKPOINT_NAME}" not in ckpt:
+    try:
+        encoder = Encoder.from_run(run_id, tracking_uri=tracking_uri)
+    except EncodeError:  # no checkpoint: not a completed trial
         return None
-    encoder = Encoder.from_run(run_id, tracking_uri=tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         path = encoder.export(Path(tmp) / ENCODER_NAME)
         (Path(tmp) / META_NAME).write_text(json.dumps(encoder.metadata(), indent=2) + "\n")
@@ -451,8 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     _check_out(out, ".npz", "--out")
     if args.csv:
         _check_out(Path(args.csv), ".csv", "--csv")
-    if args.export_encoder and not args.export_encoder.endswith(".pt2"):
-        raise EncodeError(f"--export-encoder {args.export_encoder!r} must end in .pt2")
+    if args.export_encoder:
+        _check_out(Path(args.export_encoder), ".pt2", "--export-encoder")
     device = resolve_device(args.device)
     if args.images:
         images, names = read_png_folder(args.images)

@@ -14,11 +14,10 @@ from ._common import (
     Parser,
     UsageError,
     add_study_arguments,
+    existing_study,
     exits_cleanly,
-    load_study,
     non_negative_int,
     redact,
-    study_name,
 )
 from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
 
@@ -129,21 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    name = study_name(args)
-    if (
-        args.storage.startswith("sqlite:///")
-        and not Path(args.storage[len("sqlite:///") :]).is_file()
-    ):
-        raise UsageError(
-            f"no Optuna storage at {args.storage!r}; run python -m study.run "
-            "first or pass the study's --storage"
-        )
-    study, _ = load_study(name, args.storage)
-    if study is None:
-        raise UsageError(
-            f"no study named {name!r} in {redact(args.storage)}; pass "
-            "--study-name (or --objective/--dataset) of an existing study"
-        )
+    study, name = existing_study(args)
     complete = [
         t
         for t in study.get_trials(deepcopy=False)

@@ -24,12 +24,9 @@ from typing import Any
 
 from ._common import (
     Parser,
-    UsageError,
     add_study_arguments,
+    existing_study,
     exits_cleanly,
-    load_study,
-    redact,
-    study_name,
 )
 
 REPORT_DIR = "report"
@@ -331,9 +328,8 @@ def trial_rows(study) -> list[dict[str, Any]]:
     return rows
 
 
-def sections(study, metric: str, maximize: bool) -> list[tuple[str, str, list[dict[str, Any]]]]:
-    """(title, question, rows) for every question this study's trials can answer."""
-    rows = trial_rows(study)
+def sections(rows, maximize: bool) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """(title, question, rows) for every question these trial rows can answer."""
     out = []
     freeze = group_table(
         rows,
@@ -372,12 +368,12 @@ def sections(study, metric: str, maximize: bool) -> list[tuple[str, str, list[di
     return out
 
 
-def seeds_table(study, maximize: bool) -> list[dict[str, Any]]:
-    rows = [r for r in trial_rows(study) if r["seed"]]
+def seeds_table(trials, maximize: bool) -> list[dict[str, Any]]:
+    rows = [r for r in trials if r["seed"]]
     if not rows:
         return []
     ranked = sorted(
-        (r for r in trial_rows(study) if r["state"] == "COMPLETE"),
+        (r for r in trials if r["state"] == "COMPLETE"),
         key=lambda r: r["value"],
         reverse=maximize,
     )
@@ -441,13 +437,14 @@ def write_report(study, out: Path, *, client=None, parent_run_id: str | None = N
         if top:
             md += ["", f"Most important parameters: {', '.join(f'`{p}`' for p in top)}."]
     md += ["", "## Questions from the seed write-ups", ""]
-    answered = sections(study, metric, maximize)
+    trials_done = trial_rows(study)
+    answered = sections(trials_done, maximize)
     if not answered:
         md.append("No finished trials yet.")
     for title, question, rows in answered:
         md += [f"### {title}", "", question, "", md_table(rows, GROUP_COLUMNS), ""]
         md += [verdict(rows, metric, maximize=maximize), ""]
-    seeds = seeds_table(study, maximize)
+    seeds = seeds_table(trials_done, maximize)
     md += ["## Seed systems beside the best configuration found", ""]
     if seeds:
         md.append(
@@ -567,21 +564,7 @@ def main(argv: list[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    name = study_name(args)
-    if (
-        args.storage.startswith("sqlite:///")
-        and not Path(args.storage[len("sqlite:///") :]).is_file()
-    ):
-        raise UsageError(
-            f"no Optuna storage at {args.storage!r}; run python -m study.run first or pass "
-            "the study's --storage"
-        )
-    study, _ = load_study(name, args.storage)
-    if study is None:
-        raise UsageError(
-            f"no study named {name!r} in {redact(args.storage)}; pass --study-name (or "
-            "--objective/--dataset) of an existing study"
-        )
+    study, name = existing_study(args)
     out = Path(args.out) if args.out else default_out(args.storage, name)
     client = parent = None
     if args.tracking_uri != "none":
