@@ -1,7 +1,7 @@
 """Benchmark 6: Optuna storages under several worker processes (``python -m bench.storage``).
 
 a. Storage cost alone: N processes run a trivial objective (one float, no training) on one
-   study through ``study._common.make_storage`` (so SQLite gets the harness's WAL settings and
+   study through ``study.stores.open_storage`` (so SQLite gets the harness's WAL settings and
    heartbeats). Reports trials/second over all processes and ms per trial per process.
    SQLite, the journal file and PostgreSQL (a throw-away local cluster, as in the tests).
 b. A real small study through ``study.run`` with ``--workers 1`` and ``--workers 2``.
@@ -30,10 +30,11 @@ def _worker(url: str, name: str, trials: int, start_at: float, out) -> None:
 
     warnings.filterwarnings("ignore")
 
-    from study._common import make_storage
+    from study.stores import open_storage, parse_storage, use_fast_sqlite
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = make_storage(url, HEARTBEAT)
+    use_fast_sqlite()
+    storage = open_storage(parse_storage(url), heartbeat=HEARTBEAT)
     # Random sampling: the storage's cost, not TPE's, which grows with the trial count.
     study = optuna.load_study(
         study_name=name, storage=storage, sampler=optuna.samplers.RandomSampler()
@@ -50,11 +51,11 @@ def measure(url: str, workers: int, total: int) -> tuple[float, float]:
     """(trials per second over all workers, ms per trial in one worker)."""
     import optuna
 
-    from study._common import make_storage
+    from study.stores import open_storage, parse_storage, use_fast_sqlite
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     name = f"bench-{workers}-{time.time_ns()}"
-    optuna.create_study(study_name=name, storage=make_storage(url, HEARTBEAT))
+    optuna.create_study(study_name=name, storage=open_storage(parse_storage(url), heartbeat=HEARTBEAT))
     per = total // workers
     ctx = mp.get_context("spawn")
     out = ctx.Queue()

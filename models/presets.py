@@ -78,12 +78,10 @@ PRESETS: dict[str, Preset] = {
             "MLP VAE 784-400-400, latent 200, LeakyReLU(0.2), summed BCE + KL",
             "mnist",
             VAEConfig(
-                encoder="mlp",
-                hidden=(400, 400),
-                latent_dim=200,
-                activation="leaky_relu",
+                MLPAEConfig(
+                    hidden=(400, 400), latent_dim=200, activation="leaky_relu", recon_loss="bce"
+                ),
                 beta=1.0,
-                recon_loss="bce",
             ),
             TrainConfig(lr=1e-3, batch_size=128, epochs=10),
         ),

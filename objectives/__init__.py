@@ -2,9 +2,21 @@
 
 from . import ae, classifier, vae
 from ._base import NullReporter, Objective, Reporter, TrialSpec, run_trial
+from .seeds import SEED_ATTR, seed_names, seed_spec, trial_spec
 
 OBJECTIVES: dict[str, Objective] = {
     o.name: o for o in (classifier.OBJECTIVE, ae.OBJECTIVE, vae.OBJECTIVE)
 }
 
-__all__ = ["OBJECTIVES", "NullReporter", "Objective", "Reporter", "TrialSpec", "run_trial"]
+__all__ = [
+    "OBJECTIVES",
+    "SEED_ATTR",
+    "NullReporter",
+    "Objective",
+    "Reporter",
+    "TrialSpec",
+    "run_trial",
+    "seed_names",
+    "seed_spec",
+    "trial_spec",
+]

@@ -11,13 +11,13 @@ import torch
 
 from models import (
     ConfigBase,
+    ConfigError,
     EpochResult,
     Split,
     TrainConfig,
     config_from_dict,
     fit,
 )
-from models._config import ConfigError
 
 OBJECTIVE_NAMES = ("classifier", "ae", "vae")
 
@@ -109,31 +109,25 @@ class Objective:
 
 def run_trial(
     trial: optuna.Trial,
-    objective: Objective,
+    spec: TrialSpec,
     *,
     train: Split,
     val: Split,
     device: torch.device,
-    max_epochs: int,
     seed: int = 0,
     reporter: Reporter | None = None,
     resume: dict | None = None,
     compile: bool = False,
+    prune: bool = True,
 ) -> float:
-    """Suggest, build, train (reporting and pruning each epoch) and return the metric.
+    """Build and train ``spec``, reporting each epoch (and pruning unless ``prune=False``);
+    return the validation metric of the last epoch.
 
     Raises ``optuna.TrialPruned`` when the pruner stops the trial and
     ``models.NonFiniteLossError`` when the loss diverges. ``resume`` is an epoch snapshot
     of an earlier attempt at the same parameters (see ``models.fit``).
     """
-    from .seeds import SEED_ATTR, seed_spec
-
     reporter = reporter or NullReporter()
-    preset = trial.user_attrs.get(SEED_ATTR)
-    if preset is not None:  # an enqueued seed system trains its preset, not a sample
-        spec = seed_spec(objective.name, preset, max_epochs=max_epochs)
-    else:
-        spec = objective.suggest(trial, max_epochs=max_epochs)
     reporter.start(spec)
 
     def on_epoch(result: EpochResult) -> None:
@@ -141,9 +135,9 @@ def run_trial(
         if result.phase != "train":
             return  # pre-training scores reconstruction, not the objective's metric
         trial.report(result.value, result.epoch)
-        if preset is None and trial.should_prune():  # seed systems always run to the end
+        if prune and trial.should_prune():
             raise optuna.TrialPruned(
-                f"pruned after epoch {result.epoch} with {objective.metric}={result.value:.4g}"
+                f"pruned after epoch {result.epoch} with {result.metric}={result.value:.4g}"
             )
 
     result = fit(

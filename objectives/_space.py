@@ -79,18 +79,14 @@ def suggest_autoencoder(trial: optuna.Trial, prefix: str, *, recon_loss: str = "
 
 
 def suggest_vae(trial: optuna.Trial, prefix: str) -> VAEConfig:
-    """An MLP or conv VAE with a log-scale beta."""
+    """An MLP or conv VAE (summed BCE) with a log-scale beta."""
     arch = trial.suggest_categorical(f"{prefix}.arch", ["mlp", "conv"])
     activation = trial.suggest_categorical(f"{prefix}.activation", ACTIVATION_CHOICES)
+    common = {"activation": activation, "recon_loss": "bce"}
     if arch == "mlp":
-        extra = {"hidden": suggest_mlp_hidden(trial, prefix)}
+        hidden = suggest_mlp_hidden(trial, prefix)
+        autoencoder = MLPAEConfig(hidden=hidden, latent_dim=suggest_latent(trial, prefix), **common)
     else:
-        extra = suggest_conv(trial, prefix)
-    return VAEConfig(
-        encoder=arch,
-        **extra,
-        latent_dim=suggest_latent(trial, prefix),
-        activation=activation,
-        beta=trial.suggest_float(f"{prefix}.beta", 0.1, 4.0, log=True),
-        recon_loss="bce",
-    )
+        conv = suggest_conv(trial, prefix)
+        autoencoder = ConvAEConfig(**conv, fc_latent=suggest_latent(trial, prefix), **common)
+    return VAEConfig(autoencoder, beta=trial.suggest_float(f"{prefix}.beta", 0.1, 4.0, log=True))

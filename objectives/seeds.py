@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import optuna
+
 from models import PRESETS, ClassifierConfig, ConfigError, VAEConfig
 
-from ._base import TrialSpec
+from ._base import Objective, TrialSpec
 
 SEED_ATTR = "seed_preset"
 S0 = PRESETS["s0-latent-classifier"]
@@ -54,3 +56,11 @@ def seed_spec(objective: str, name: str, *, max_epochs: int) -> TrialSpec:
             f"objective cannot train; its seeds are {seed_names(objective)}"
         )
     return TrialSpec(objective, model, replace(preset.train, epochs=max_epochs))
+
+
+def trial_spec(trial: optuna.Trial, objective: Objective, *, max_epochs: int) -> TrialSpec:
+    """What ``trial`` trains: its seed system's preset if it carries one, else a sample."""
+    preset = trial.user_attrs.get(SEED_ATTR)
+    if preset is not None:
+        return seed_spec(objective.name, preset, max_epochs=max_epochs)
+    return objective.suggest(trial, max_epochs=max_epochs)

@@ -12,13 +12,11 @@ import torch
 from models import build_model
 from objectives import TrialSpec
 
+from .errors import CheckpointError
+
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "model.pt"
 CHECKPOINT_DIR = "checkpoint"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or not one of ours."""
 
 
 def save(model: torch.nn.Module, spec: TrialSpec, path: Path, **extra: Any) -> Path:

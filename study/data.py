@@ -26,6 +26,8 @@ import torch
 
 from models import Split
 
+from .errors import DataError
+
 DATASETS = {
     # name: (torchvision class, Debian package dir, Debian package)
     "fashion-mnist": ("FashionMNIST", "/usr/share/datasets/fashion-mnist", "dataset-fashion-mnist"),
@@ -39,10 +41,6 @@ FILES = {  # name: (IDX magic number, shape)
 }
 VAL_SIZE = 10_000
 SPLIT_SEED = 0  # fixed forever: changing it would change every study's validation set
-
-
-class DataError(RuntimeError):
-    """The data set could not be found or a file is damaged; the message says what to do."""
 
 
 @dataclass

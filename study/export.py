@@ -10,16 +10,11 @@ from typing import Any
 
 import yaml
 
-from ._common import (
-    Parser,
-    UsageError,
-    add_study_arguments,
-    existing_study,
-    exits_cleanly,
-    non_negative_int,
-    redact,
-)
 from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
+from .cli import Parser, add_study_options, entry, non_negative_int
+from .errors import UsageError
+from .settings import ExportSettings, from_namespace
+from .stores import DEFAULT_STORAGE, TrackingURL, tracking_client
 
 EXPORT_KEYS = {
     "objective",
@@ -45,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "training settings, metric, trial number, MLflow run id, checkpoint URI) "
         "to a YAML or JSON file that study.train reloads.",
     )
-    add_study_arguments(p)
+    add_study_options(p, storage_default=DEFAULT_STORAGE)
     p.add_argument(
         "--trial",
         type=non_negative_int,
@@ -54,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        default="best.yaml",
+        type=Path,
+        default=Path("best.yaml"),
         help="output file; .json writes JSON, anything else YAML (default: %(default)s)",
     )
     return p
@@ -93,14 +89,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def export_trial(study, trial, *, dataset: str, tracking_uri: str) -> dict[str, Any]:
+def export_trial(study, trial, *, dataset: str, tracking: TrackingURL) -> dict[str, Any]:
+    """The export file's content for one completed trial."""
     run_id = trial.user_attrs.get("mlflow_run_id")
     checkpoint_uri = None
-    if run_id and tracking_uri != "none":
-        from mlflow import MlflowClient
-
+    if run_id and tracking.enabled:
         try:
-            base = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.artifact_uri
+            base = tracking_client(tracking).get_run(run_id).info.artifact_uri
             checkpoint_uri = f"{base.rstrip('/')}/{CHECKPOINT_DIR}/{CHECKPOINT_NAME}"
         except Exception:  # noqa: BLE001 - run not in this tracking store
             checkpoint_uri = f"runs:/{run_id}/{CHECKPOINT_DIR}/{CHECKPOINT_NAME}"
@@ -114,7 +109,7 @@ def export_trial(study, trial, *, dataset: str, tracking_uri: str) -> dict[str, 
         "study": study.study_name,
         "trial": trial.number,
         "mlflow_run_id": run_id,
-        "tracking_uri": redact(tracking_uri),
+        "tracking_uri": tracking.redacted,
         "checkpoint_uri": checkpoint_uri,
         "model": spec["model"],
         "train": spec["train"],
@@ -122,43 +117,50 @@ def export_trial(study, trial, *, dataset: str, tracking_uri: str) -> dict[str, 
     }
 
 
-@exits_cleanly
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def chosen_trial(study, number: int | None):
+    """Trial ``number`` if it completed, else the best; a usage error when there is none."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study, name = existing_study(args)
     complete = [
         t
         for t in study.get_trials(deepcopy=False)
         if t.state == optuna.trial.TrialState.COMPLETE and "spec" in t.user_attrs
     ]
-    if args.trial is not None:
-        chosen = [t for t in complete if t.number == args.trial]
+    if number is not None:
+        chosen = [t for t in complete if t.number == number]
         if not chosen:
             raise UsageError(
-                f"trial {args.trial} of study {name!r} is not a completed trial; "
+                f"trial {number} of study {study.study_name!r} is not a completed trial; "
                 f"completed: {[t.number for t in complete][:20]}"
             )
-        trial = chosen[0]
-    else:
-        if not complete:
-            raise UsageError(
-                f"study {name!r} has no completed trial yet; run more trials "
-                "(python -m study.run) before exporting"
-            )
-        trial = study.best_trial
+        return chosen[0]
+    if not complete:
+        raise UsageError(
+            f"study {study.study_name!r} has no completed trial yet; run more trials "
+            "(python -m study.run) before exporting"
+        )
+    return study.best_trial
+
+
+@entry
+def main(argv: list[str] | None = None) -> int:
+    return export(from_namespace(ExportSettings, build_parser().parse_args(argv)))
+
+
+def export(s: ExportSettings) -> int:
+    from .session import existing_study
+
+    study = existing_study(s)
+    trial = chosen_trial(study, s.trial)
     data = export_trial(
-        study,
-        trial,
-        dataset=study.user_attrs.get("dataset", args.dataset),
-        tracking_uri=args.tracking_uri,
+        study, trial, dataset=study.user_attrs.get("dataset", s.dataset), tracking=s.tracking
     )
-    out = Path(args.out)
-    write_config(data, out)
-    print(f"Wrote trial {trial.number} of {name!r} ({data['metric']} = {trial.value:.4f}) to {out}")
-    print(f"Retrain and test it:  python -m study.train --config {out}")
+    write_config(data, s.out)
+    print(
+        f"Wrote trial {trial.number} of {s.name!r} ({data['metric']} = {trial.value:.4f}) "
+        f"to {s.out}"
+    )
+    print(f"Retrain and test it:  python -m study.train --config {s.out}")
     return 0
 
 

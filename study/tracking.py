@@ -13,10 +13,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from models import EpochResult
+from models import EpochResult, Split
 from objectives import TrialSpec
 
 from . import checkpoint, pictures
+from .stores import TrackingURL, tracking_client
 
 STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 RESUME_DIR = "resume"
@@ -25,48 +26,17 @@ PARENT_ATTR = "mlflow_parent_run_id"
 MAX_PARAM = 6000  # MLflow's limit on a param value
 
 
-class TrackingError(RuntimeError):
-    """The tracking store cannot be used; the message says why and what to do."""
-
-
-def local_sqlite_path(uri: str) -> Path | None:
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///") :])
-    return None
-
-
-def client_for(uri: str):
-    """An ``MlflowClient`` for ``uri``; SQLite stores get their directory created."""
-    from mlflow import MlflowClient
-
-    from ._common import use_fast_sqlite
-
-    db = local_sqlite_path(uri)
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        use_fast_sqlite()
-    return MlflowClient(tracking_uri=uri)
-
-
-def artifact_location(uri: str, experiment: str) -> str | None:
-    """Artifacts of a local SQLite store live beside it: ``<dir>/artifacts/<experiment>``."""
-    db = local_sqlite_path(uri)
-    if db is None:
-        return None  # a tracking server decides (``--serve-artifacts``)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
-    return (db.parent.resolve() / "artifacts" / safe).as_uri()
-
-
-def experiment_id(client, name: str, uri: str) -> str:
+def experiment_id(client, name: str, tracking: TrackingURL) -> str:
+    """The experiment called ``name`` (restored if deleted), created when missing."""
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location(uri, name))
+    return client.create_experiment(name, artifact_location=tracking.artifact_location(name))
 
 
-def metrics_of(result: EpochResult) -> dict[str, float]:
+def epoch_metrics(result: EpochResult) -> dict[str, float]:
     """``train_loss``, ``val_acc``, ... for the main phase; ``pretrain_`` prefix before it."""
     prefix = "" if result.phase == "train" else f"{result.phase}_"
     out = {f"{prefix}train_{k}": v for k, v in result.train.items()}
@@ -75,27 +45,39 @@ def metrics_of(result: EpochResult) -> dict[str, float]:
     return out
 
 
-def _params(flat: dict[str, Any]):
+def as_params(flat: dict[str, Any]):
     from mlflow.entities import Param
 
     return [Param(k, str(v)[:MAX_PARAM]) for k, v in flat.items()]
 
 
-def _metrics(values: dict[str, float], step: int):
+def as_metrics(values: dict[str, float], step: int):
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     return [Metric(k, float(v), now, step) for k, v in values.items()]
 
 
-class StudyTracker:
-    """The study's experiment and parent run in one tracking store."""
+def as_tags(values: dict[str, Any]):
+    from mlflow.entities import RunTag
 
-    def __init__(self, uri: str, study, *, settings: dict[str, Any]):
-        self.uri = uri
-        self.client = client_for(uri)
+    return [RunTag(k, str(v)[:5000]) for k, v in values.items()]
+
+
+class StudyTracker:
+    """The study's experiment and parent run in one tracking store.
+
+    ``val`` (validation images and labels) feeds each trial's pictures.
+    """
+
+    def __init__(
+        self, tracking: TrackingURL, study, *, settings: dict[str, Any], dataset: str, val: Split
+    ):
+        self.tracking = tracking
+        self.client = tracking_client(tracking)
         self.study_name = study.study_name
-        self.experiment_id = experiment_id(self.client, study.study_name, uri)
+        self.dataset, self.val = dataset, val
+        self.experiment_id = experiment_id(self.client, study.study_name, tracking)
         self.parent_run_id = self._parent(study, settings)
 
     def _parent(self, study, settings: dict[str, Any]) -> str:
@@ -122,15 +104,10 @@ class StudyTracker:
     def _tag_settings(self, run_id: str, settings: dict[str, Any]) -> None:
         # Tags, not params: a resumed study may run with other settings and params are
         # write-once in MLflow.
-        from mlflow.entities import RunTag
+        tags = {f"setting.{k}": v for k, v in settings.items()}
+        self.client.log_batch(run_id, tags=as_tags(tags))
 
-        self.client.log_batch(
-            run_id, tags=[RunTag(f"setting.{k}", str(v)) for k, v in settings.items()]
-        )
-
-    def start_trial(
-        self, trial, *, objective: str, dataset: str, val_images, val_labels
-    ) -> TrialRun:
+    def start_trial(self, trial, *, objective: str) -> TrialRun:
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
             "optuna.study": self.study_name,
@@ -142,13 +119,16 @@ class StudyTracker:
             self.experiment_id, run_name=f"trial-{trial.number}", tags=tags
         )
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
-        return TrialRun(
-            self.client,
-            run.info.run_id,
-            dataset=dataset,
-            val_images=val_images,
-            val_labels=val_labels,
-        )
+        return TrialRun(self.client, run.info.run_id, dataset=self.dataset, val=self.val)
+
+    @staticmethod
+    def safely(call, *args, **kwargs) -> str | None:
+        """Run a tracking call; what went wrong as one line, or None."""
+        try:
+            call(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - any failure of the store or a picture
+            return f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        return None
 
     def fetch_resume(self, run_id: str) -> dict | None:
         """The last epoch snapshot an earlier attempt saved in run ``run_id``, if any."""
@@ -166,8 +146,6 @@ class StudyTracker:
 
         Returns how many runs were closed.
         """
-        from mlflow.entities import RunTag
-
         states = {
             t.user_attrs.get("mlflow_run_id"): t
             for t in study.get_trials(deepcopy=False)
@@ -182,24 +160,20 @@ class StudyTracker:
             if trial is None or run.info.run_id == self.parent_run_id:
                 continue
             state = trial.state.name
-            tags = [RunTag("optuna.state", state)]
+            tags = {"optuna.state": state}
             if state == "FAIL":
-                reason = trial.user_attrs.get("fail_reason") or (
+                tags["fail_reason"] = trial.user_attrs.get("fail_reason") or (
                     "the process running this trial stopped (no heartbeat); its parameters "
                     "were queued again"
                 )
-                tags.append(RunTag("fail_reason", reason))
-            self.client.log_batch(run.info.run_id, tags=tags)
+            self.client.log_batch(run.info.run_id, tags=as_tags(tags))
             self.client.set_terminated(run.info.run_id, STATUS_OF_STATE[state])
             closed += 1
         return closed
 
     def finish(self, summary: dict[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        self.client.log_batch(
-            self.parent_run_id, tags=[RunTag(f"summary.{k}", str(v)) for k, v in summary.items()]
-        )
+        tags = {f"summary.{k}": v for k, v in summary.items()}
+        self.client.log_batch(self.parent_run_id, tags=as_tags(tags))
         self.client.set_terminated(self.parent_run_id, "FINISHED")
 
     def interrupted(self) -> None:
@@ -209,15 +183,12 @@ class StudyTracker:
 class TrialRun:
     """One trial's nested MLflow run."""
 
-    def __init__(
-        self, client, run_id: str, *, dataset: str, val_images, val_labels, save_resume=True
-    ):
+    def __init__(self, client, run_id: str, *, dataset: str, val: Split, save_resume=True):
         self.client = client
         self.save_resume = save_resume
         self.run_id = run_id
         self.dataset = dataset
-        self.val_images = val_images
-        self.val_labels = val_labels
+        self.val = val
         self.spec: TrialSpec | None = None
         self.model = None
         self.closed = False
@@ -225,13 +196,13 @@ class TrialRun:
     def start(self, spec: TrialSpec, context: dict[str, Any]) -> None:
         """Log every sampled and fixed setting, plus the run's context, as params."""
         self.spec = spec
-        self.client.log_batch(self.run_id, params=_params({**spec.flat_params(), **context}))
+        self.client.log_batch(self.run_id, params=as_params({**spec.flat_params(), **context}))
 
     def epoch(self, result: EpochResult) -> None:
         self.model = result.model
         # One synchronous batch per epoch. MLflow's async mode was measured slower here:
         # ending a run then waits ~0.7 s for its logging queue to shut down.
-        self.client.log_batch(self.run_id, metrics=_metrics(metrics_of(result), result.epoch))
+        self.client.log_batch(self.run_id, metrics=as_metrics(epoch_metrics(result), result.epoch))
         if self.save_resume and result.snapshot is not None:
             # Overwritten every epoch: a retried trial continues from the last one.
             import torch
@@ -243,34 +214,34 @@ class TrialRun:
 
     def restored(self, history: list[dict], from_trial: int) -> None:
         """Copy the epochs an earlier attempt finished, so this run's curves are whole."""
-        from mlflow.entities import RunTag
-
         metrics = []
         for h in history:
-            metrics += _metrics(metrics_of(EpochResult(**h)), h["epoch"])
+            metrics += as_metrics(epoch_metrics(EpochResult(**h)), h["epoch"])
         last = history[-1]
-        tags = [
-            RunTag("resumed_from_trial", str(from_trial)),
-            RunTag("resumed_after", f"{last['phase']} epoch {last['epoch']}"),
-        ]
-        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+        tags = {
+            "resumed_from_trial": from_trial,
+            "resumed_after": f"{last['phase']} epoch {last['epoch']}",
+        }
+        self.client.log_batch(self.run_id, metrics=metrics, tags=as_tags(tags))
 
-    def _pictures(self, tmp: Path, with_checkpoint: bool) -> None:
+    def _checkpoint(self, tmp: Path) -> None:
+        if self.model is None or self.spec is None:
+            raise RuntimeError("no trained model to save as the checkpoint")
+        path = checkpoint.save(self.model, self.spec, tmp / checkpoint.CHECKPOINT_NAME)
+        self.client.log_artifact(self.run_id, str(path), checkpoint.CHECKPOINT_DIR)
+
+    def _pictures(self, tmp: Path) -> None:
         model, spec = self.model, self.spec
         if model is None or spec is None:
             return
-        if with_checkpoint:
-            path = tmp / checkpoint.CHECKPOINT_NAME
-            checkpoint.save(model, spec, path)
-            self.client.log_artifact(self.run_id, str(path), checkpoint.CHECKPOINT_DIR)
         autoencoder = getattr(model, "autoencoder", model)
         if spec.objective != "classifier" or spec.model.freeze != "scratch":
             # A scratch classifier never trains its decoder: its reconstructions mean nothing.
-            pictures.reconstruction_grid(autoencoder, self.val_images, tmp / "reconstructions.png")
+            pictures.reconstruction_grid(autoencoder, self.val.images, tmp / "reconstructions.png")
         pictures.latent_scatter(
             model,
-            self.val_images,
-            self.val_labels,
+            self.val.images,
+            self.val.labels,
             tmp / "latent.png",
             dataset=self.dataset,
             title=f"{self.dataset} validation",
@@ -287,22 +258,36 @@ class TrialRun:
         reason: str | None = None,
         error: BaseException | None = None,
     ) -> None:
-        """Log artifacts for the outcome and end the run with the status mirroring ``state``."""
+        """Log artifacts for the outcome and end the run with the status mirroring ``state``.
+
+        A COMPLETE trial's checkpoint goes first: if it cannot be written this raises before
+        the run is marked FINISHED. Pictures that fail are noted, not fatal.
+        """
         if self.closed:
             return
-        self.closed = True
-        from mlflow.entities import RunTag
-
-        tags = [RunTag("optuna.state", state)]
+        tags = {"optuna.state": state}
         if reason:
-            tags.append(RunTag("fail_reason" if state == "FAIL" else "prune_reason", reason[:5000]))
+            tags["fail_reason" if state == "FAIL" else "prune_reason"] = reason
         metrics = {"objective_value": value} if value is not None else {}
-        self.client.log_batch(self.run_id, metrics=_metrics(metrics, 0), tags=tags)
         with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
             tmp_path = Path(tmp)
+            if state == "COMPLETE":
+                self._checkpoint(tmp_path)
+            if state in ("COMPLETE", "PRUNED"):
+                problem = StudyTracker.safely(self._pictures, tmp_path)
+                if problem:
+                    tags["pictures_error"] = problem
             if error is not None:
                 (tmp_path / "traceback.txt").write_text("".join(traceback.format_exception(error)))
                 self.client.log_artifact(self.run_id, str(tmp_path / "traceback.txt"))
-            if state in ("COMPLETE", "PRUNED"):
-                self._pictures(tmp_path, with_checkpoint=state == "COMPLETE")
+        self.client.log_batch(self.run_id, metrics=as_metrics(metrics, 0), tags=as_tags(tags))
         self.client.set_terminated(self.run_id, STATUS_OF_STATE[state])
+        self.closed = True
+
+    def taken_over(self, reason: str) -> None:
+        """Another worker owns this trial's record: this run ends FAILED, saying why."""
+        self.client.log_batch(
+            self.run_id, tags=as_tags({"optuna.state": "FAIL", "fail_reason": reason})
+        )
+        self.client.set_terminated(self.run_id, "FAILED")
+        self.closed = True

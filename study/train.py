@@ -14,15 +14,19 @@ from pathlib import Path
 
 import torch
 
-from ._common import (
-    DEFAULT_TRACKING,
+from .cli import (
     Parser,
-    UsageError,
-    check_tracking_uri,
-    exits_cleanly,
+    add_data_dir_option,
+    add_device_option,
+    add_seed_option,
+    add_tracking_option,
+    entry,
     non_negative_int,
     positive_int,
 )
+from .errors import UsageError
+from .settings import TrainSettings, from_namespace
+from .stores import check_tracking, tracking_client
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Retrain an exported config on the 60k train+validation images (or load "
         "its checkpoint), evaluate it on the 10k test images, log a run to MLflow.",
     )
-    p.add_argument("--config", required=True, help="YAML/JSON file from study.export")
+    p.add_argument("--config", type=Path, required=True, help="YAML/JSON file from study.export")
     p.add_argument(
         "--from-checkpoint",
         nargs="?",
@@ -51,29 +55,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on the first N of the 60,000 train+validation images; 0 = all "
         "(default: %(default)s)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
-    p.add_argument(
-        "--tracking-uri",
-        default=DEFAULT_TRACKING,
-        help="MLflow store for the run, or 'none' (default: %(default)s)",
-    )
+    add_device_option(p)
+    add_seed_option(p, "training seed")
+    add_tracking_option(p)
     p.add_argument(
         "--experiment", default=None, help="MLflow experiment (default: the config's study)"
     )
-    p.add_argument("--data-dir", default=None, help="directory with the IDX files")
+    add_data_dir_option(p)
     p.add_argument("--compile", action="store_true", help="use torch.compile (see study.run)")
     return p
 
 
-def _log_run(args, cfg: dict, spec, model, history, test: dict[str, float]) -> str:
+def log_run(s: TrainSettings, cfg: dict, spec, model, history, test: dict[str, float]) -> str:
     from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME, save
-    from .tracking import _metrics, _params, client_for, experiment_id, metrics_of
+    from .tracking import as_metrics, as_params, epoch_metrics, experiment_id
 
-    client = client_for(args.tracking_uri)
-    exp = args.experiment or cfg.get("study") or f"{spec.objective}-{cfg.get('dataset')}"
-    eid = experiment_id(client, exp, args.tracking_uri)
-    source = "checkpoint" if args.from_checkpoint is not None else "retrain"
+    client = tracking_client(s.tracking)
+    exp = s.experiment or cfg.get("study") or f"{spec.objective}-{cfg.get('dataset')}"
+    eid = experiment_id(client, exp, s.tracking)
+    source = "checkpoint" if s.from_checkpoint is not None else "retrain"
     run = client.create_run(
         eid,
         run_name=f"{source}-trial-{cfg.get('trial', 'x')}",
@@ -84,20 +84,14 @@ def _log_run(args, cfg: dict, spec, model, history, test: dict[str, float]) -> s
         },
     )
     rid = run.info.run_id
-    client.log_batch(
-        rid,
-        params=_params(
-            {
-                **spec.flat_params(),
-                "dataset": cfg["dataset"],
-                "seed": args.seed,
-                "limit_train": args.limit_train,
-            }
-        ),
-    )
+    params = {
+        **spec.flat_params(), "dataset": cfg["dataset"], "seed": s.seed,
+        "limit_train": s.limit_train,
+    }  # fmt: skip
+    client.log_batch(rid, params=as_params(params))
     for result in history:
-        client.log_batch(rid, metrics=_metrics(metrics_of(result), result.epoch))
-    client.log_batch(rid, metrics=_metrics({f"test_{k}": v for k, v in test.items()}, 0))
+        client.log_batch(rid, metrics=as_metrics(epoch_metrics(result), result.epoch))
+    client.log_batch(rid, metrics=as_metrics({f"test_{k}": v for k, v in test.items()}, 0))
     with tempfile.TemporaryDirectory() as tmp:
         save(model, spec, Path(tmp) / CHECKPOINT_NAME)
         client.log_artifact(rid, str(Path(tmp) / CHECKPOINT_NAME), CHECKPOINT_DIR)
@@ -105,83 +99,93 @@ def _log_run(args, cfg: dict, spec, model, history, test: dict[str, float]) -> s
     return rid
 
 
-@exits_cleanly
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from models import Split, evaluate, fit, resolve_device, task_for
+def read_spec(path: Path) -> tuple[dict, object]:
+    """The export file and its trial spec; usage errors name the file."""
     from objectives import TrialSpec
 
-    from . import checkpoint
     from . import data as data_mod
     from .export import EXPORT_KEYS, read_config
 
-    cfg = read_config(args.config)
+    cfg = read_config(path)
     unknown = sorted(set(cfg) - EXPORT_KEYS)
     if unknown:
         raise UsageError(
-            f"{args.config}: unknown key(s) {unknown}; an exported config has {sorted(EXPORT_KEYS)}"
+            f"{path}: unknown key(s) {unknown}; an exported config has {sorted(EXPORT_KEYS)}"
         )
     spec = TrialSpec.from_dict(cfg)
-    dataset_name = cfg.get("dataset", "fashion-mnist")
-    if dataset_name not in data_mod.DATASETS:
+    cfg["dataset"] = cfg.get("dataset", "fashion-mnist")
+    if cfg["dataset"] not in data_mod.DATASETS:
         raise UsageError(
-            f"{args.config}: unknown dataset {dataset_name!r}; choose one of "
-            f"{sorted(data_mod.DATASETS)}"
+            f"{path}: unknown dataset {cfg['dataset']!r}; choose one of {sorted(data_mod.DATASETS)}"
         )
-    cfg["dataset"] = dataset_name
-    if args.epochs is not None:
-        spec = replace(spec, train=replace(spec.train, epochs=args.epochs))
-    device = resolve_device(args.device)
-    check_tracking_uri(args.tracking_uri)
-    data = data_mod.load(dataset_name, args.data_dir)
+    return cfg, spec
+
+
+def from_checkpoint(s: TrainSettings, cfg: dict, spec, device):
+    from . import checkpoint
+
+    uri = s.from_checkpoint or cfg.get("checkpoint_uri")
+    if not uri:
+        raise UsageError(f"{s.config} has no checkpoint_uri; pass --from-checkpoint PATH_OR_URI")
+    tracking = s.tracking.url if s.tracking.enabled else None
+    model, saved = checkpoint.load(uri, tracking_uri=tracking, device=device)
+    if saved.model != spec.model:
+        raise UsageError(f"checkpoint {uri!r} holds a different model than {s.config}")
+    print(f"Loaded checkpoint {uri}")
+    return model, []
+
+
+def retrain(s: TrainSettings, spec, data, test, device):
+    from models import Split, fit
+
+    full = Split(
+        torch.cat([data.train.images, data.val.images]),
+        torch.cat([data.train.labels, data.val.labels]),
+    )
+    full = full.head(s.limit_train or None).to(device)
+    print(
+        f"Retraining {spec.model.family} ({spec.objective}) on {len(full)} images for "
+        f"{spec.train.epochs} epochs on {device}"
+    )
+
+    def show(result) -> None:
+        print(
+            f"  {result.phase} epoch {result.epoch}: train loss "
+            f"{result.train['loss']:.4f}, {result.seconds:.1f}s"
+        )
+
+    # The test split is passed as fit's evaluation split only to print progress; nothing
+    # is selected on it (no early stopping, no pruning).
+    fitted = fit(
+        spec.model, spec.train, full, test, device=device, seed=s.seed, on_epoch=show,
+        compile=s.compile,
+    )  # fmt: skip
+    return fitted.model, fitted.history
+
+
+@entry
+def main(argv: list[str] | None = None) -> int:
+    return train(from_namespace(TrainSettings, build_parser().parse_args(argv)))
+
+
+def train(s: TrainSettings) -> int:
+    from models import evaluate, resolve_device, task_for
+
+    from . import data as data_mod
+
+    cfg, spec = read_spec(s.config)
+    if s.epochs is not None:
+        spec = replace(spec, train=replace(spec.train, epochs=s.epochs))
+    device = resolve_device(s.device)
+    check_tracking(s.tracking)
+    data = data_mod.load(cfg["dataset"], s.data_dir)
     test = data.test.to(device)
     task = task_for(spec.model)
     start = time.perf_counter()
-    if args.from_checkpoint is not None:
-        uri = args.from_checkpoint or cfg.get("checkpoint_uri")
-        if not uri:
-            raise UsageError(
-                f"{args.config} has no checkpoint_uri; pass --from-checkpoint PATH_OR_URI"
-            )
-        model, saved = checkpoint.load(
-            uri,
-            tracking_uri=None if args.tracking_uri == "none" else args.tracking_uri,
-            device=device,
-        )
-        if saved.model != spec.model:
-            raise UsageError(f"checkpoint {uri!r} holds a different model than {args.config}")
-        history = []
-        print(f"Loaded checkpoint {uri}")
+    if s.from_checkpoint is not None:
+        model, history = from_checkpoint(s, cfg, spec, device)
     else:
-        full = Split(
-            torch.cat([data.train.images, data.val.images]),
-            torch.cat([data.train.labels, data.val.labels]),
-        )
-        full = full.head(args.limit_train or None).to(device)
-        print(
-            f"Retraining {spec.model.family} ({spec.objective}) on {len(full)} images for "
-            f"{spec.train.epochs} epochs on {device}"
-        )
-
-        def show(result) -> None:
-            print(
-                f"  {result.phase} epoch {result.epoch}: train loss "
-                f"{result.train['loss']:.4f}, {result.seconds:.1f}s"
-            )
-
-        # The test split is passed as fit's evaluation split only to print progress; nothing
-        # is selected on it (no early stopping, no pruning).
-        fitted = fit(
-            spec.model,
-            spec.train,
-            full,
-            test,
-            device=device,
-            seed=args.seed,
-            on_epoch=show,
-            compile=args.compile,
-        )
-        model, history = fitted.model, fitted.history
+        model, history = retrain(s, spec, data, test, device)
     metrics = evaluate(model, task, test, device=device)
     value = metrics[task.metric]
     trial_value = cfg.get("value")
@@ -191,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         else ""
     )
     print(f"test {task.metric} = {value:.4f}{compare}  [{time.perf_counter() - start:.0f}s]")
-    if args.tracking_uri != "none":
-        rid = _log_run(args, cfg, spec, model, history, metrics)
-        print(f"Logged MLflow run {rid} to {args.tracking_uri}")
+    if s.tracking.enabled:
+        rid = log_run(s, cfg, spec, model, history, metrics)
+        print(f"Logged MLflow run {rid} to {s.tracking.redacted}")
     return 0
 
 

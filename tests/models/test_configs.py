@@ -13,8 +13,8 @@ FAMILIES = [
     m.ConvAEConfig(channels=(4, 8, 8), downsample="maxpool", batch_norm=False, kernel_size=5),
     m.ConvAEConfig(channels=(4, 8), code_channels=16, fc_latent=5),
     m.ConvAEConfig(channels=(4,), fc_latent=2),
-    m.VAEConfig(encoder="mlp", hidden=(32,), latent_dim=3),
-    m.VAEConfig(encoder="conv", channels=(4, 8), latent_dim=6, recon_loss="mse", beta=0.5),
+    m.VAEConfig.mlp(hidden=(32,), latent_dim=3),
+    m.VAEConfig.conv(channels=(4, 8), latent_dim=6, recon_loss="mse", beta=0.5),
     m.ClassifierConfig(encoder=m.MLPAEConfig(hidden=(16,), latent_dim=4), head=()),
     m.ClassifierConfig(
         encoder=m.ConvAEConfig(channels=(4, 8), fc_latent=6),
@@ -22,7 +22,7 @@ FAMILIES = [
         freeze="joint",
         pretrain_epochs=0,
     ),
-    m.ClassifierConfig(encoder=m.VAEConfig(hidden=(16,), latent_dim=3), freeze="finetune"),
+    m.ClassifierConfig(encoder=m.VAEConfig.mlp(hidden=(16,), latent_dim=3), freeze="finetune"),
 ]
 
 
@@ -112,3 +112,66 @@ def test_bad_configs_name_the_value(make, text):
     with pytest.raises(m.ConfigError, match=None) as info:
         make()
     assert text in str(info.value)
+
+
+LEGACY_VAES = {
+    # Flat VAE dicts as studies made before the composed config stored them, with the
+    # state-dict keys and shapes those models had: old checkpoints must keep loading.
+    "mlp": (
+        {"family": "vae", "encoder": "mlp", "hidden": [32, 16], "channels": [32, 64],
+         "downsample": "stride", "batch_norm": False, "kernel_size": 3, "latent_dim": 3,
+         "activation": "leaky_relu", "beta": 1.0, "recon_loss": "bce",
+         "output_activation": "sigmoid"},
+        {"features.1.0.weight": [32, 784], "features.1.0.bias": [32],
+         "features.1.2.weight": [16, 32], "features.1.2.bias": [16],
+         "decoder.0.0.weight": [16, 3], "decoder.0.0.bias": [16],
+         "decoder.0.2.weight": [32, 16], "decoder.0.2.bias": [32],
+         "decoder.0.4.weight": [784, 32], "decoder.0.4.bias": [784],
+         "mean.weight": [3, 16], "mean.bias": [3], "logvar.weight": [3, 16], "logvar.bias": [3]},
+    ),
+    "conv": (
+        {"family": "vae", "encoder": "conv", "hidden": [400, 400], "channels": [4, 8],
+         "downsample": "maxpool", "batch_norm": False, "kernel_size": 3, "latent_dim": 5,
+         "activation": "leaky_relu", "beta": 0.5, "recon_loss": "bce",
+         "output_activation": "sigmoid"},
+        {"features.0.0.weight": [4, 1, 3, 3], "features.0.0.bias": [4],
+         "features.0.3.weight": [8, 4, 3, 3], "features.0.3.bias": [8],
+         "decoder.0.weight": [392, 5], "decoder.0.bias": [392],
+         "decoder.3.0.weight": [8, 4, 3, 3], "decoder.3.0.bias": [4],
+         "decoder.3.2.weight": [4, 1, 3, 3], "decoder.3.2.bias": [1],
+         "mean.weight": [5, 392], "mean.bias": [5], "logvar.weight": [5, 392],
+         "logvar.bias": [5]},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(LEGACY_VAES))
+def test_a_flat_vae_dict_of_an_older_study_rebuilds_the_same_layers(kind):
+    flat, keys = LEGACY_VAES[kind]
+    config = m.config_from_dict(flat)
+    assert config.encoder == kind and config.latent_dim == flat["latent_dim"]
+    assert config.beta == flat["beta"]
+    model = m.build_model(config)
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == keys
+    composed = config.to_dict()
+    assert set(composed) == {"family", "autoencoder", "beta"}
+    if kind == "conv":  # no MLP widths carried by a conv VAE any more
+        assert "hidden" not in composed["autoencoder"]
+
+
+def test_a_checkpoint_saved_before_the_composed_vae_config_loads_and_encodes_the_same():
+    from pathlib import Path
+
+    from study import checkpoint
+
+    fixtures = Path(__file__).parent.parent / "fixtures"
+    model, spec = checkpoint.load(str(fixtures / "legacy-conv-vae.pt"))
+    io = torch.load(fixtures / "legacy-conv-vae-io.pt", weights_only=True)
+    assert spec.model.encoder == "conv" and spec.model.latent_dim == 5
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode(io["x"]), io["mu"])
+
+
+def test_a_conv_vae_needs_its_latent_size():
+    with pytest.raises(m.ConfigError, match="fc_latent"):
+        m.VAEConfig(m.ConvAEConfig(channels=(4, 8)))

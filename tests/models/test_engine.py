@@ -18,7 +18,7 @@ def _weights(module):
     [
         m.MLPAEConfig(hidden=(64,), latent_dim=8),
         m.ConvAEConfig(channels=(8, 16), fc_latent=8),
-        m.VAEConfig(hidden=(64,), latent_dim=8),
+        m.VAEConfig.mlp(hidden=(64,), latent_dim=8),
         m.ClassifierConfig(
             encoder=m.MLPAEConfig(hidden=(64,), latent_dim=8),
             head=(32,),
@@ -93,7 +93,7 @@ def test_unfrozen_choices_change_the_encoder(freeze, small):
 def test_joint_reports_reconstruction_and_accuracy(small):
     train, val = small
     config = m.ClassifierConfig(
-        encoder=m.VAEConfig(hidden=(16,), latent_dim=4),
+        encoder=m.VAEConfig.mlp(hidden=(16,), latent_dim=4),
         head=(),
         freeze="joint",
         pretrain_epochs=0,
@@ -107,7 +107,7 @@ def test_joint_reports_reconstruction_and_accuracy(small):
 
 def test_vae_reports_reconstruction_and_kl_separately(small):
     train, val = small
-    config = m.VAEConfig(hidden=(32,), latent_dim=4, beta=2.0)
+    config = m.VAEConfig.mlp(hidden=(32,), latent_dim=4, beta=2.0)
     last = m.fit(config, m.TrainConfig(epochs=1), train, val, device=CPU).last
     assert last.val["kl"] > 0
     assert math.isclose(last.val["loss"], last.val["recon"] + 2.0 * last.val["kl"], rel_tol=1e-4)
@@ -116,7 +116,7 @@ def test_vae_reports_reconstruction_and_kl_separately(small):
 
 def test_training_is_reproducible_on_cpu(small):
     train, val = small
-    config = m.VAEConfig(encoder="conv", channels=(4, 8), latent_dim=4)
+    config = m.VAEConfig.conv(channels=(4, 8), latent_dim=4)
     a = m.fit(config, m.TrainConfig(epochs=1), train, val, device=CPU, seed=3).last.val
     b = m.fit(config, m.TrainConfig(epochs=1), train, val, device=CPU, seed=3).last.val
     c = m.fit(config, m.TrainConfig(epochs=1), train, val, device=CPU, seed=4).last.val
@@ -170,7 +170,7 @@ def test_device_resolution():
 @pytest.mark.parametrize(
     "config, stop_after",
     [
-        (m.VAEConfig(encoder="conv", channels=(4, 8), latent_dim=4, batch_norm=True), 2),
+        (m.VAEConfig.conv(channels=(4, 8), latent_dim=4, batch_norm=True), 2),
         (
             m.ClassifierConfig(
                 encoder=m.MLPAEConfig(hidden=(16,), latent_dim=4),

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from models import PRESETS, ClassifierConfig, ConfigError, VAEConfig
-from objectives import OBJECTIVES, NullReporter, run_trial
+from objectives import OBJECTIVES, NullReporter, run_trial, trial_spec
 from objectives.seeds import SEED_ATTR, seed_names, seed_spec
 
 
@@ -47,12 +47,16 @@ def test_a_trial_resumed_after_its_last_epoch_still_hands_over_its_model(small):
     train, val = small
     study = optuna.create_study()
     first = Keep()
-    kwargs = {"train": train, "val": val, "device": torch.device("cpu"), "max_epochs": 2}
-    value = run_trial(seed_trial(study), OBJECTIVES["ae"], reporter=first, **kwargs)
+    kwargs = {"train": train, "val": val, "device": torch.device("cpu")}
+
+    def spec(trial):
+        return trial_spec(trial, OBJECTIVES["ae"], max_epochs=2)
+
+    trial = seed_trial(study)
+    value = run_trial(trial, spec(trial), reporter=first, **kwargs)
     again = Keep()
-    resumed = run_trial(
-        seed_trial(study), OBJECTIVES["ae"], reporter=again, resume=first.snapshots[-1], **kwargs
-    )
+    trial = seed_trial(study)
+    resumed = run_trial(trial, spec(trial), reporter=again, resume=first.snapshots[-1], **kwargs)
     assert again.snapshots == []  # no epoch left to train
     assert resumed == value
     assert again.model is not None

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import models as m
-from objectives import OBJECTIVES, NullReporter, TrialSpec, run_trial
+from objectives import OBJECTIVES, NullReporter, TrialSpec, run_trial, trial_spec
 
 BASE_TRAIN = {
     "train.optimizer": "adam",
@@ -137,6 +137,9 @@ def test_vae_space():
     )
     assert spec.model.encoder == "conv" and spec.model.latent_dim == 8
     assert spec.model.beta == 0.5 and spec.model.recon_loss == "bce"
+    # The VAE is the sampled conv autoencoder: no fields of an MLP it is not.
+    assert spec.model.to_dict()["autoencoder"]["channels"] == [8, 16]
+    assert "hidden" not in str(spec.to_dict())
     assert spec.train.weight_decay == 1e-4
 
 
@@ -180,12 +183,11 @@ def test_objective_reports_every_epoch_and_prunes(small):
     with pytest.raises(optuna.TrialPruned):
         run_trial(
             trial,
-            OBJECTIVES["ae"],
+            trial_spec(trial, OBJECTIVES["ae"], max_epochs=4),
             train=train,
             val=val,
             device=torch.device("cpu"),
-            max_epochs=4,
             reporter=NullReporter(),
         )
-    frozen = study._storage.get_trial(trial._trial_id)
+    (frozen,) = study.get_trials(deepcopy=False)
     assert sorted(frozen.intermediate_values) == [1, 2]

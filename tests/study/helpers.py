@@ -16,3 +16,48 @@ def load(path, name="classifier-fashion-mnist"):
 
 def artifacts(client, run_id, path=None):
     return sorted(a.path for a in client.list_artifacts(run_id, path))
+
+
+class Harness:
+    """One study's trials run one by one through the real ``TrialRunner`` (real stores)."""
+
+    def __init__(self, path, small, *, pruner=None, objective="ae", **settings):
+        import torch
+
+        from study.data import Dataset
+        from study.settings import RunSettings
+        from study.stores import parse_storage, parse_tracking
+        from study.tracking import StudyTracker
+
+        train, val = small
+        self.settings = RunSettings(
+            objective=objective,
+            storage=parse_storage(f"sqlite:///{path}/optuna.db"),
+            tracking=parse_tracking(f"sqlite:///{path}/mlflow.db"),
+            **{"epochs": 2, "heartbeat": 1, **settings},
+        )
+        self.data = Dataset("fashion-mnist", train, val, val, "test")
+        self.study = optuna.create_study(
+            study_name=self.settings.name,
+            storage=self.settings.storage.url,
+            pruner=pruner,
+            direction="maximize" if objective == "classifier" else "minimize",
+        )
+        self.tracker = StudyTracker(
+            self.settings.tracking, self.study, settings={}, dataset="fashion-mnist", val=val
+        )
+        self.device = torch.device("cpu")
+        self.said = []
+
+    def run(self, objective):
+        from study.trial import TrialRunner
+
+        runner = TrialRunner(
+            objective,
+            self.data,
+            settings=self.settings,
+            device=self.device,
+            tracker=self.tracker,
+            say=self.said.append,
+        )
+        return runner(self.study, self.study.ask())

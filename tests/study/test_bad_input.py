@@ -229,7 +229,7 @@ def _edit(cfg, path, **changes):
     [
         ({"train__lr": -1}, ["lr", "-1"]),
         ({"train__epochs": 0}, ["epochs", "0"]),
-        ({"model__encoder__latent_dim": 1}, ["latent_dim", "1"]),
+        ({"model__pretrain_epochs": -1}, ["pretrain_epochs", "-1"]),
         ({"model__freeze": "thaw"}, ["freeze", "'thaw'"]),
         ({"train__momentum": 0.9}, ["unknown key", "momentum"]),
         ({"modle": {}}, ["unknown key", "modle"]),

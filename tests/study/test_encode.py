@@ -24,8 +24,8 @@ FAMILIES = [
     ("ae", m.MLPAEConfig(hidden=(64,), latent_dim=6)),
     ("ae", m.ConvAEConfig(channels=(4, 8), fc_latent=5, batch_norm=True)),
     ("ae", m.ConvAEConfig(channels=(4, 8), code_channels=2)),
-    ("vae", m.VAEConfig(hidden=(64,), latent_dim=4)),
-    ("vae", m.VAEConfig(encoder="conv", channels=(4, 8), latent_dim=3)),
+    ("vae", m.VAEConfig.mlp(hidden=(64,), latent_dim=4)),
+    ("vae", m.VAEConfig.conv(channels=(4, 8), latent_dim=3)),
     (
         "classifier",
         m.ClassifierConfig(
@@ -71,7 +71,7 @@ def test_each_family_encodes_to_its_latent_size_and_decodes_to_images(
 
 
 def test_vae_encodes_the_mean_or_a_repeatable_sample(tmp_path, fmnist):
-    enc = saved_encoder(tmp_path, "vae", m.VAEConfig(hidden=(32,), latent_dim=4))
+    enc = saved_encoder(tmp_path, "vae", m.VAEConfig.mlp(hidden=(32,), latent_dim=4))
     x = fmnist.val.images[:8]
     mean = enc.encode(x)
     torch.testing.assert_close(mean, enc.model.encode_stats(x.float() / 255)[0])

@@ -2,16 +2,11 @@
 
 import optuna
 import pytest
-import torch
 
 import objectives
 from objectives import OBJECTIVES
-from study import run
-from study.data import Dataset
-from study.tracking import StudyTracker
 
-from .conftest import TINY, stores
-from .helpers import artifacts, load
+from .helpers import Harness, artifacts, load
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):
@@ -32,30 +27,20 @@ def _diverging(trial, *, max_epochs):
 
 @pytest.fixture
 def harness(tmp_path, small):
-    args = run.build_parser().parse_args([*TINY, *stores(tmp_path), "--objective", "ae"])
-    train, val = small
-    data = Dataset("fashion-mnist", train, val, val, "test")
-
     def make(pruner, objective):
-        study = optuna.create_study(
-            study_name="ae-fashion-mnist", storage=args.storage, pruner=pruner
-        )
-        tracker = StudyTracker(args.tracking_uri, study, settings={})
-        func = run.TrialFunction(
-            objective, data, device=torch.device("cpu"), args=args, tracker=tracker
-        )
-        return study, func
+        h = Harness(tmp_path, small, pruner=pruner)
+        return h, objective
 
     return tmp_path, make
 
 
 def test_pruned_trial_is_killed_with_reason_and_pictures(harness):
     path, make = harness
-    study, func = make(AlwaysPrune(), OBJECTIVES["ae"])
-    study.optimize(func, n_trials=1)
+    h, objective = make(AlwaysPrune(), OBJECTIVES["ae"])
+    outcome = h.run(objective)
     _, client, _, runs = load(path, "ae-fashion-mnist")
     (r,) = runs
-    assert study.trials[0].state.name == "PRUNED"
+    assert h.study.trials[0].state.name == "PRUNED"
     assert r.info.status == "KILLED" and r.data.tags["optuna.state"] == "PRUNED"
     assert "pruned after epoch 1" in r.data.tags["prune_reason"]
     assert artifacts(client, r.info.run_id, "pictures") == [
@@ -63,17 +48,19 @@ def test_pruned_trial_is_killed_with_reason_and_pictures(harness):
         "pictures/reconstructions.png",
     ]
     assert artifacts(client, r.info.run_id, "checkpoint") == []
-    assert func.last.state == "PRUNED" and func.last.value is not None
+    assert outcome.state == "PRUNED" and outcome.value is not None
 
 
 def test_non_finite_loss_fails_the_trial_with_its_reason(harness):
     path, make = harness
-    objective = objectives.Objective("ae", "minimize", "mse", _diverging, "diverges")
-    study, func = make(optuna.pruners.NopPruner(), objective)
-    study.optimize(func, n_trials=2, catch=(Exception,))
+    h, objective = make(
+        optuna.pruners.NopPruner(),
+        objectives.Objective("ae", "minimize", "mse", _diverging, "diverges"),
+    )
+    assert [h.run(objective).state for _ in range(2)] == ["FAIL", "FAIL"]
     _, client, _, runs = load(path, "ae-fashion-mnist")
-    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
-    assert "non-finite" in study.trials[0].user_attrs["fail_reason"]
+    assert [t.state.name for t in h.study.trials] == ["FAIL", "FAIL"]
+    assert "non-finite" in h.study.trials[0].user_attrs["fail_reason"]
     assert len(runs) == 2
     for r in runs:
         assert r.info.status == "FAILED"
@@ -87,10 +74,10 @@ def test_unexpected_exception_is_recorded_with_traceback(harness):
     def broken(trial, *, max_epochs):
         raise RuntimeError("boom in suggest")
 
-    study, func = make(
+    h, objective = make(
         optuna.pruners.NopPruner(), objectives.Objective("ae", "minimize", "mse", broken, "broken")
     )
-    study.optimize(func, n_trials=1, catch=(Exception,))
+    assert h.run(objective).state == "FAIL"
     _, client, _, (r,) = load(path, "ae-fashion-mnist")
     assert r.info.status == "FAILED" and "boom in suggest" in r.data.tags["fail_reason"]
     assert "traceback.txt" in artifacts(client, r.info.run_id)

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from study import run
+from study.scheduler import MAX_FAILURES_IN_A_ROW
 
 from .conftest import stores
-from .helpers import artifacts, load
+from .helpers import Harness, artifacts, load
 
 NAME = "ae-fashion-mnist"
 MLP = {
@@ -175,29 +176,10 @@ def test_interrupt_closes_the_trial_in_both_stores_and_rerun_continues(tmp_path,
     _check_retry(tmp_path, 1, min_epoch=2)
 
 
-class _Harness:
-    def __init__(self, path, small):
-        from study.data import Dataset
-        from study.tracking import StudyTracker
-
-        self.args = run.build_parser().parse_args([*ARGS, *stores(path)])
-        train, val = small
-        self.data = Dataset("fashion-mnist", train, val, val, "test")
-        self.study = optuna.create_study(study_name=NAME, storage=self.args.storage)
-        self.tracker = StudyTracker(self.args.tracking_uri, self.study, settings={})
-
-    def run(self, objective):
-        func = run.TrialFunction(
-            objective, self.data, device=torch.device("cpu"), args=self.args, tracker=self.tracker
-        )
-        run.execute(self.study, self.study.ask(), func)
-        return func.last
-
-
 def test_cuda_out_of_memory_fails_the_trial_and_the_study_goes_on(tmp_path, small, monkeypatch):
     from objectives import OBJECTIVES, Objective
 
-    harness = _Harness(tmp_path, small)
+    harness = Harness(tmp_path, small)
     calls = []
 
     def release():
@@ -235,7 +217,7 @@ def test_many_failures_in_a_row_stop_the_study(tmp_path, monkeypatch, capsys):
     code = run.main([*ARGS, *stores(tmp_path), "--trials", "20"])
     assert code == 1
     out = capsys.readouterr().out
-    assert f"Stopped: {run.MAX_FAILURES_IN_A_ROW} trials failed in a row" in out
+    assert f"Stopped: {MAX_FAILURES_IN_A_ROW} trials failed in a row" in out
     study, _, _, runs = load(tmp_path, NAME)
-    assert len(study.trials) == run.MAX_FAILURES_IN_A_ROW
+    assert len(study.trials) == MAX_FAILURES_IN_A_ROW
     assert all(r.info.status == "FAILED" for r in runs)

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from objectives.seeds import SEED_ATTR, seed_spec
-from study import report
+from study import report, report_plots, report_tables
 
 from .conftest import run_study
 from .helpers import artifacts, load
@@ -109,7 +109,7 @@ def test_report_cli_on_demand(study_copy, tmp_path, capsys):
 
 @pytest.mark.parametrize("n, label", [(2, "2"), (3, "3"), (4, "4-7"), (12, "8-15"), (64, "64-127")])
 def test_latent_sizes_are_grouped_by_powers_of_two(n, label):
-    assert report.latent_bucket(n)[1] == label
+    assert report_tables.latent_bucket(n)[1] == label
 
 
 def test_importances_with_conditional_parameters(tmp_path):
@@ -125,7 +125,7 @@ def test_importances_with_conditional_parameters(tmp_path):
         return x
 
     study.optimize(objective, n_trials=12)
-    plots, notes, top = report.draw_plots(study, tmp_path)
+    plots, notes, top = report_plots.draw_plots(study, tmp_path)
     assert notes == []
     assert {p.name for _, _, p in plots} >= {"importances.png", "parallel.png", "slice.png"}
     assert len(top) == 2 and set(top) <= {"x", "opt", "wd"}

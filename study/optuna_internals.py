@@ -1,0 +1,51 @@
+"""The few Optuna internals the harness needs, each in one place with the reason why.
+
+Everything else goes through Optuna's public API. ``tests/study/test_optuna_internals.py``
+fails loudly if an Optuna upgrade renames or removes one of these.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The study's storage object.
+
+    Why: heartbeats (``record_heartbeat``) and reading one trial's current state by id
+    (``get_trial``) are storage methods; ``Study`` has no public accessor for its storage.
+    """
+    return study._storage
+
+
+def trial_id(trial: optuna.Trial) -> int:
+    """The storage id of an asked trial (storage methods take ids, not numbers).
+
+    Why: to record heartbeats for it and to re-read its state while it trains.
+    """
+    return trial._trial_id
+
+
+def current(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
+    """The trial as the storage holds it now (another worker may have failed it)."""
+    return storage_of(study).get_trial(trial_id(trial))
+
+
+def stale_trial_ids(study: optuna.Study) -> list[int]:
+    """Ids of RUNNING trials whose heartbeat is older than the storage's grace period.
+
+    Why: ``optuna.storages.fail_stale_trials`` fails them without a way to say why; the
+    harness records the reason (``no heartbeat from host:pid ...``) on each trial first.
+    """
+    storage = storage_of(study)
+    if heartbeat_interval(study) is None:
+        return []
+    return storage._get_stale_trial_ids(study._study_id)
+
+
+def heartbeat_interval(study: optuna.Study) -> int | None:
+    """Seconds between heartbeats, or None where the storage has none (memory, journal)."""
+    get = getattr(storage_of(study), "get_heartbeat_interval", None)
+    return get() if get is not None else None

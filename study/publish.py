@@ -1,0 +1,52 @@
+"""What a study leaves behind when a session ends: the best trial's encoder as a standalone
+``torch.export`` program in its MLflow run, and the study report."""
+
+from __future__ import annotations
+
+import sys
+
+
+def publish_best(session, best) -> str | None:
+    """Export the best encoder and write the report; the best trial's run id, if exported."""
+    encoder_run = None
+    if session.tracker is not None:
+        encoder_run = publish_encoder_of(session.tracker, best)
+    if session.settings.report:
+        write_study_report(session)
+    return encoder_run
+
+
+def publish_encoder_of(tracker, best) -> str | None:
+    """Log the best trial's encoder as a torch.export program to its run; its run id."""
+    from .encoder import publish_encoder
+
+    run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
+    if not run_id:
+        return None
+    try:
+        uri = publish_encoder(tracker.client, run_id, tracking=tracker.tracking)
+    except Exception as e:  # noqa: BLE001 - the study's results are saved either way
+        print(f"warning: could not export the best trial's encoder: {e}", file=sys.stderr)
+        return None
+    if uri is None:
+        return None
+    tracker.client.set_tag(tracker.parent_run_id, "best_encoder_uri", uri)
+    print(f"Encoder of trial {best.number}: {uri}")
+    return run_id
+
+
+def write_study_report(session) -> None:
+    from .report import write_report
+
+    settings, tracker = session.settings, session.tracker
+    try:
+        path = write_report(
+            session.study,
+            settings.storage.reports_root / settings.name,
+            client=tracker.client if tracker else None,
+            parent_run_id=tracker.parent_run_id if tracker else None,
+        )
+    except Exception as e:  # noqa: BLE001 - the study's results are saved either way
+        print(f"warning: could not write the study report: {e}", file=sys.stderr)
+        return
+    print(f"Report:  {path}")

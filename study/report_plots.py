@@ -1,0 +1,202 @@
+"""The report's pictures: Optuna's plots (matplotlib PNGs: these machines are offline, so
+no plotly/CDN) and the best trial's reconstructions, latents and prior samples."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+from objectives import SEED_ATTR
+
+
+def _save(ax_or_axes, path: Path, size=(8, 5)) -> Path:
+    import numpy as np
+
+    ax = np.atleast_1d(ax_or_axes).flat[0]
+    fig = ax.figure
+    fig.set_size_inches(*size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def sampled_study(study):
+    """An in-memory copy with the sampled completed trials only (seeds have no params)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    copy = optuna.create_study(direction=study.direction)
+    copy.add_trials(
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.COMPLETE and SEED_ATTR not in t.user_attrs and t.params
+    )
+    return copy
+
+
+class Plotter:
+    """Draws each plot it can; a plot that needs trials the study lacks becomes a note."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.plots: list[tuple[str, str, Path]] = []
+        self.notes: list[str] = []
+
+    def attempt(self, title: str, caption: str, name: str, draw, size=(8, 5)) -> None:
+        try:
+            self.plots.append((title, caption, _save(draw(), self.out / name, size)))
+        except Exception as e:  # noqa: BLE001 - a plot needs trials the study may lack
+            self.notes.append(f"{title}: not drawn ({str(e).splitlines()[0][:160]})")
+
+
+def importance_evaluator():
+    """fANOVA, named explicitly: Optuna's default evaluator changed (PED-ANOVA in 5.0)."""
+    import optuna
+
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
+
+
+def importances_of(sampled, notes: list[str]) -> dict[str, float]:
+    """fANOVA importances of the parameters that vary among the completed sampled trials."""
+    import optuna
+
+    if len(sampled.trials) < 3:
+        notes.append("Parameter importances: need 3 completed sampled trials.")
+        return {}
+    try:
+        importances = optuna.importance.get_param_importances(
+            sampled, evaluator=importance_evaluator()
+        )
+    except Exception as e:  # noqa: BLE001
+        notes.append(f"Parameter importances: not computed ({str(e)[:160]})")
+        return {}
+    # Conditional parameters live in some trials only; a constant one says nothing.
+    varied = {
+        k
+        for k in importances
+        if len({repr(t.params[k]) for t in sampled.trials if k in t.params}) > 1
+    }
+    return {k: v for k, v in importances.items() if k in varied}
+
+
+def draw_plots(study, out: Path) -> tuple[list[tuple[str, str, Path]], list[str], list[str]]:
+    """(title, caption, path) per plot drawn, notes for plots skipped, top params."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna
+    import optuna.visualization.matplotlib as vis
+
+    p = Plotter(out)
+    sampled = sampled_study(study)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "unique value length is less than 2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p.attempt(
+            "Optimisation history",
+            "Each completed trial's value and the best so far.",
+            "history.png",
+            lambda: vis.plot_optimization_history(study),
+        )
+        importances = importances_of(sampled, p.notes)
+        top = list(importances)[:2]
+        if importances:
+            draw_importance_plots(p, sampled, list(importances))
+        p.attempt(
+            "Intermediate values",
+            "The validation metric per epoch of every trial: short lines are trials the "
+            "pruner stopped.",
+            "intermediate.png",
+            lambda: vis.plot_intermediate_values(study),
+        )
+        if top:
+            p.attempt(
+                "Slice of the two most important parameters",
+                f"Value against {', '.join(top)}.",
+                "slice.png",
+                lambda: vis.plot_slice(sampled, params=top),
+                size=(10, 4.5),
+            )
+        if len(top) == 2:
+            p.attempt(
+                "Contour of the two most important parameters",
+                f"{top[0]} against {top[1]}, coloured by value.",
+                "contour.png",
+                lambda: vis.plot_contour(sampled, params=top),
+                size=(7, 5.5),
+            )
+    return p.plots, p.notes, top
+
+
+def draw_importance_plots(p: Plotter, sampled, ranked: list[str]) -> None:
+    import optuna.visualization.matplotlib as vis
+
+    p.attempt(
+        "Parameter importances",
+        "fANOVA importance of each parameter shared by all completed sampled trials.",
+        "importances.png",
+        lambda: vis.plot_param_importances(sampled, evaluator=importance_evaluator()),
+    )
+    p.attempt(
+        "Parallel coordinates",
+        "Completed sampled trials across the six most important parameters.",
+        "parallel.png",
+        lambda: vis.plot_parallel_coordinate(sampled, params=ranked[:6]),
+        size=(11, 5),
+    )
+
+
+def best_pictures(best, client, out: Path, dataset: str) -> list[tuple[str, Path]]:
+    """The best trial's logged pictures, plus VAE samples from the prior."""
+    pictures: list[tuple[str, Path]] = []
+    run_id = best.user_attrs.get("mlflow_run_id")
+    if client is None or not run_id:
+        return pictures
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, caption in (
+            ("reconstructions.png", "Validation images (top) and their reconstructions"),
+            ("latent.png", "Latent codes of validation images, coloured by class"),
+        ):
+            try:
+                local = client.download_artifacts(run_id, f"pictures/{name}", tmp)
+            except Exception:  # noqa: BLE001 - not every trial draws every picture
+                continue
+            dst = out / f"best-{name}"
+            shutil.copyfile(local, dst)
+            pictures.append((caption, dst))
+    model = best.user_attrs.get("spec", {}).get("model", {})
+    encoder = model.get("encoder")  # a classifier's encoder config (a VAE's is "mlp"/"conv")
+    vae = model.get("family") == "vae" or (
+        isinstance(encoder, dict) and encoder.get("family") == "vae"
+    )
+    if vae and best.state.name == "COMPLETE":
+        try:
+            from .encoder import Encoder
+
+            enc = Encoder.from_run(run_id, tracking_uri=client.tracking_uri)
+            if enc.can_decode:  # not a VAE encoder a scratch classifier never decoded with
+                path = prior_samples(enc, out / "best-samples.png")
+                pictures.append(("Samples decoded from the prior N(0, I)", path))
+        except Exception as e:  # noqa: BLE001
+            print(f"warning: no prior samples: {e}", file=sys.stderr)
+    return pictures
+
+
+def prior_samples(encoder, path: Path, n: int = 32) -> Path:
+    import torch
+    from torchvision.utils import save_image
+
+    z = torch.randn(n, encoder.latent_dim, generator=torch.Generator().manual_seed(0))
+    x = torch.as_tensor(encoder.decode(z))
+    save_image(torch.nn.functional.interpolate(x, scale_factor=2), path, nrow=8, pad_value=1.0)
+    return path
+
+
+# -- the report -----------------------------------------------------------------------------

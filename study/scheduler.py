@@ -1,0 +1,239 @@
+"""Scheduling: the ask/tell loop under the study lock, heartbeats, and recovery of trials
+whose process died or stalled.
+
+Several processes (``--workers``, the same command in several shells, several machines)
+may work on one study. Each decides "start another trial?" and creates it while holding the
+study's lock, so together they never start more than ``--trials``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from . import optuna_internals as internals
+
+MAX_RETRIES = 3
+MAX_FAILURES_IN_A_ROW = 5
+# A retry starts afresh: these describe the attempt that failed, not the parameters.
+NOT_INHERITED = ("fail_reason", "interrupted", "worker", "mlflow_run_id")
+
+
+def counts(study: optuna.Study) -> dict[TrialState, int]:
+    out = dict.fromkeys(TrialState, 0)
+    for t in study.get_trials(deepcopy=False):
+        out[t.state] += 1
+    return out
+
+
+def finished(c: dict[TrialState, int]) -> int:
+    return c[TrialState.COMPLETE] + c[TrialState.PRUNED]
+
+
+def retry_history(trial: FrozenTrial) -> list[int]:
+    """Numbers of the earlier attempts at this trial's parameters, oldest first."""
+    return list(trial.system_attrs.get("retry_history", []))
+
+
+def queue_retry(study: optuna.Study, failed: FrozenTrial) -> bool:
+    """Queue ``failed``'s parameters again (at most ``MAX_RETRIES`` times per parameters).
+
+    The same record as Optuna's ``RetryHeartbeatStaleTrialCallback`` (``failed_trial``,
+    ``retry_history``), so studies retried by either read alike; the reported epochs are
+    inherited so the retry's curve is whole.
+    """
+    history = [*retry_history(failed), failed.number]
+    if len(history) > MAX_RETRIES:
+        return False
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs={k: v for k, v in failed.user_attrs.items() if k not in NOT_INHERITED},
+            system_attrs={
+                **failed.system_attrs,
+                "failed_trial": history[0],
+                "retry_history": history,
+            },
+            intermediate_values=failed.intermediate_values,
+        )
+    )
+    return True
+
+
+def fail_silent_trials(study: optuna.Study, grace: int) -> None:
+    """Fail RUNNING trials without a heartbeat for ``grace`` seconds, saying so on each,
+    and queue their parameters again."""
+    storage = internals.storage_of(study)
+    for trial_id in internals.stale_trial_ids(study):
+        trial = storage.get_trial(trial_id)
+        who = trial.user_attrs.get("worker", "an unknown worker")
+        # Another worker may finish or fail it meanwhile: then it is no longer ours to fail.
+        with contextlib.suppress(UpdateFinishedTrialError):
+            storage.set_trial_user_attr(
+                trial_id, "fail_reason", f"no heartbeat from {who} for {grace} s"
+            )
+            if storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                queue_retry(study, storage.get_trial(trial_id))
+
+
+def recover(study: optuna.Study, grace: int) -> list[int]:
+    """Fail silent trials and queue retries of them and of interrupted ones; the numbers
+    of the trials queued again."""
+    before = {t.number for t in study.get_trials(deepcopy=False)}
+    fail_silent_trials(study, grace)
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in retry_history(t)}
+    for t in trials:
+        if (
+            t.state == TrialState.FAIL
+            and t.user_attrs.get("interrupted")
+            and t.number not in retried
+            and "spec" in t.user_attrs
+        ):
+            queue_retry(study, t)
+    return sorted(
+        t.system_attrs["failed_trial"]
+        for t in study.get_trials(deepcopy=False)
+        if t.number not in before and "failed_trial" in t.system_attrs
+    )
+
+
+class Heartbeat:
+    """Records a running trial's heartbeat every interval from a thread while it trains.
+
+    A beat that fails, or comes late because the process was paused or starved of CPU, is
+    said once per trial (``say``); ``longest_gap`` is the longest silence seen, in seconds.
+    """
+
+    def __init__(self, study: optuna.Study, trial: optuna.Trial, say: Callable[[str], None]):
+        self.storage = internals.storage_of(study)
+        self.trial_id = internals.trial_id(trial)
+        self.number = trial.number
+        self.interval = internals.heartbeat_interval(study)
+        self.say = say
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.last_ok = time.monotonic()
+        self.longest_gap = 0.0
+        self.said: set[str] = set()
+
+    def __enter__(self) -> Heartbeat:
+        if self.interval is not None:
+            self.beat()
+            self.thread = threading.Thread(target=self._run, daemon=True, name="heartbeat")
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        now = time.monotonic()
+        gap = now - self.last_ok
+        self.longest_gap = max(self.longest_gap, gap)
+        if gap > 2 * self.interval + 1:
+            self._once(
+                "late",
+                f"warning: trial {self.number}: no heartbeat for {gap:.0f} s (the process "
+                "was paused or starved of CPU; see --heartbeat-grace)",
+            )
+        try:
+            self.storage.record_heartbeat(self.trial_id)
+        except Exception as e:  # noqa: BLE001 - retried next interval
+            self._once(
+                "failed",
+                f"warning: trial {self.number}: a heartbeat failed ({type(e).__name__}); "
+                f"retrying every {self.interval} s",
+            )
+            return
+        self.last_ok = time.monotonic()
+
+    def silence(self) -> float:
+        """The longest time this trial went without a recorded heartbeat, in seconds."""
+        return max(self.longest_gap, time.monotonic() - self.last_ok)
+
+    def _once(self, kind: str, line: str) -> None:
+        if kind not in self.said:
+            self.said.add(kind)
+            self.say(line)
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+
+
+class Progress:
+    """What the loop tells the user; the console implementation lives in ``run``."""
+
+    def finished(self, n: int, queued: list[int]) -> None: ...
+
+    def trial(self, outcome, best) -> None: ...
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+DONE = ""  # the loop's "stop, the study is full" (a stop reason would be a sentence)
+
+
+def next_trial(session, progress: Progress, *, started: float, first: bool):
+    """(an asked trial, None), (None, a stop reason or DONE), or (None, None): wait."""
+    settings, study = session.settings, session.study
+    with session.lock():
+        queued = recover(study, settings.grace)
+        if session.tracker is not None and (queued or first):
+            session.tracker.mirror(study)  # close runs a dead process left RUNNING
+        c = counts(study)
+        progress.finished(min(finished(c), settings.trials), queued)
+        if finished(c) >= settings.trials:
+            return None, DONE
+        if settings.timeout is not None and time.monotonic() - started >= settings.timeout:
+            return None, f"--timeout {settings.timeout:g}s reached"
+        if finished(c) + c[TrialState.RUNNING] >= settings.trials:
+            return None, None
+        return study.ask(), None
+
+
+def work(session, run_one: Callable, progress: Progress) -> str | None:
+    """Start trials until the study holds ``--trials`` finished ones; the stop reason or None.
+
+    ``run_one(trial) -> Outcome`` runs one asked trial to its recorded end.
+    """
+    settings, study = session.settings, session.study
+    started = time.monotonic()
+    failures_in_a_row = 0
+    first = True
+    while True:
+        trial, stop = next_trial(session, progress, started=started, first=first)
+        first = False
+        if stop is not None:
+            return stop or None
+        if trial is None:
+            # The last trials run elsewhere. Wait for them: if their process dies, their
+            # heartbeat stops and this worker retries them. Without heartbeats, leave.
+            if internals.heartbeat_interval(study) is None:
+                return None
+            time.sleep(min(2.0, settings.heartbeat))
+            continue
+        outcome = run_one(trial)
+        progress.trial(outcome, best_trial(study))
+        failures_in_a_row = failures_in_a_row + 1 if outcome.state == "FAIL" else 0
+        if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            return (
+                f"{failures_in_a_row} trials failed in a row; see their fail_reason in "
+                "MLflow or the study's trial attributes"
+            )

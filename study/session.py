@@ -1,0 +1,130 @@
+"""Opening a study: create or resume it under the study lock, refuse one that belongs to
+another objective or data set, attach its MLflow parent run, enqueue the seed systems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from objectives import SEED_ATTR, Objective
+
+from .errors import UsageError
+from .scheduler import counts
+from .search import make_pruner, make_sampler
+from .settings import RunSettings, StudyRef, record
+from .stores import StudyLock, open_storage
+from .tracking import StudyTracker
+
+
+@dataclass
+class Session:
+    """An open study and what the loop needs around it."""
+
+    settings: RunSettings
+    objective: Objective
+    study: optuna.Study
+    lock: StudyLock
+    tracker: StudyTracker | None
+    existing: bool
+    before: dict[TrialState, int]
+    enqueued: int = 0
+
+    @property
+    def finished_before(self) -> int:
+        return self.before.get(TrialState.COMPLETE, 0) + self.before.get(TrialState.PRUNED, 0)
+
+
+def load_existing(ref: StudyRef, storage=None) -> optuna.Study | None:
+    """The study ``ref`` names, or None when its storage holds no such study."""
+    storage = storage if storage is not None else open_storage(ref.storage)
+    try:
+        return optuna.load_study(study_name=ref.name, storage=storage)
+    except KeyError:
+        return None
+
+
+def existing_study(ref: StudyRef) -> optuna.Study:
+    """The study ``ref`` names, for the read-only CLIs; a usage error when it is absent."""
+    if ref.storage.kind == "sqlite" and not ref.storage.path.is_file():
+        raise UsageError(
+            f"no Optuna storage at {ref.storage.redacted!r}; run python -m study.run "
+            "first or pass the study's --storage"
+        )
+    study = load_existing(ref)
+    if study is None:
+        raise UsageError(
+            f"no study named {ref.name!r} in {ref.storage.redacted}; pass "
+            "--study-name (or --objective/--dataset) of an existing study"
+        )
+    return study
+
+
+def check_identity(study: optuna.Study, settings: RunSettings, objective: Objective) -> None:
+    """Refuse to resume a study with another objective, direction or data set."""
+    attrs, name = study.user_attrs, settings.name
+    if (
+        attrs.get("objective", settings.objective) != settings.objective
+        or study.direction.name.lower() != objective.direction
+    ):
+        raise UsageError(
+            f"study {name!r} holds objective {attrs.get('objective')!r} "
+            f"({study.direction.name.lower()}), not {settings.objective!r}; "
+            "pick another --study-name or the study's own --objective"
+        )
+    if attrs.get("dataset", settings.dataset) != settings.dataset:
+        raise UsageError(
+            f"study {name!r} was run on {attrs.get('dataset')!r}, not "
+            f"{settings.dataset!r}; pick another --study-name or --dataset"
+        )
+
+
+def enqueue_seeds(study: optuna.Study, names: tuple[str, ...]) -> int:
+    """Enqueue each named seed the study has not seen yet; how many were added."""
+    seen = {t.user_attrs.get(SEED_ATTR) for t in study.get_trials(deepcopy=False)}
+    added = [n for n in names if n not in seen]
+    for name in added:
+        study.enqueue_trial({}, user_attrs={SEED_ATTR: name})
+    return len(added)
+
+
+def open_session(settings: RunSettings, objective: Objective, data, device) -> Session:
+    """Create or resume the study; every store is locked before it is opened (two processes
+    creating the same fresh schema would race, on SQLite and PostgreSQL alike)."""
+    lock = StudyLock(settings.storage, settings.name)
+    with lock():
+        storage = open_storage(settings.storage, heartbeat=settings.heartbeat, grace=settings.grace)
+        study = load_existing(settings, storage)
+        if study is not None:
+            check_identity(study, settings, objective)
+        before = counts(study) if study is not None else {}
+        # A fresh seed per session (and worker): a resumed study must not replay its first
+        # random trials.
+        offset = sum(before.values()) + 1000 * (settings.worker_index or 0)
+        existing = study is not None
+        study = optuna.create_study(
+            study_name=settings.name,
+            storage=storage,
+            sampler=make_sampler(settings.sampler, settings.seed + offset),
+            pruner=make_pruner(settings.pruner, settings.epochs),
+            direction=objective.direction,
+            load_if_exists=True,
+        )
+        for key, value in (
+            ("objective", settings.objective),
+            ("dataset", settings.dataset),
+            ("metric", objective.metric),
+        ):
+            if key not in study.user_attrs:  # also fills in a study created outside the CLI
+                study.set_user_attr(key, value)
+        tracker = None
+        if settings.tracking.enabled:
+            logged = {**record(settings), "device": str(device)}
+            tracker = StudyTracker(
+                settings.tracking, study, settings=logged, dataset=data.name, val=data.val
+            )
+        session = Session(settings, objective, study, lock, tracker, existing, before)
+        if settings.enqueue_seeds and not settings.is_worker:
+            session.enqueued = enqueue_seeds(study, settings.enqueue_seeds)
+    return session

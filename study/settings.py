@@ -1,0 +1,164 @@
+"""Frozen settings objects: built once from the command line (or directly, by tests and
+benchmarks) and the only thing passed down. ``record()`` is what goes into MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .stores import (
+    DEFAULT_STORAGE,
+    DEFAULT_TRACKING,
+    StorageURL,
+    TrackingURL,
+    parse_storage,
+    parse_tracking,
+)
+
+
+def from_namespace(cls, ns: argparse.Namespace, **extra):
+    """``cls`` from the parsed options that name its fields (plus ``extra``)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(ns).items() if k in names}
+    return cls(**{**values, **extra})
+
+
+def record(settings) -> dict[str, Any]:
+    """The settings as plain values for MLflow, store URLs redacted."""
+    out = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, (StorageURL, TrackingURL)):
+            value = value.redacted
+        elif isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = ",".join(map(str, value))
+        out[f.name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """Which study, and where its two stores are."""
+
+    objective: str = "classifier"
+    dataset: str = "fashion-mnist"
+    study_name: str | None = None
+    storage: StorageURL = field(default_factory=lambda: parse_storage(DEFAULT_STORAGE))
+    tracking: TrackingURL = field(default_factory=lambda: parse_tracking(DEFAULT_TRACKING))
+
+    @property
+    def name(self) -> str:
+        return self.study_name or f"{self.objective}-{self.dataset}"
+
+
+@dataclass(frozen=True)
+class RunSettings(StudyRef):
+    """Everything ``python -m study.run`` does (see its ``--help`` for each field)."""
+
+    trials: int = 100
+    epochs: int = 8
+    limit_train: int = 10_000
+    limit_val: int = 2_500
+    sampler: str = "tpe"
+    pruner: str = "successive-halving"
+    seed: int = 0
+    device: str = "auto"
+    timeout: float | None = None
+    data_dir: str | None = None
+    workers: int = 1
+    workers_per_gpu: int = 1
+    heartbeat: int = 30
+    heartbeat_grace: int | None = None
+    compile: bool = False
+    enqueue_seeds: tuple[str, ...] = ()
+    report: bool = True
+    # Set by the process that spawns workers: which worker this is, its torch threads.
+    worker_index: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_grace is not None and self.heartbeat_grace <= self.heartbeat:
+            raise UsageError(
+                f"--heartbeat-grace {self.heartbeat_grace} must be longer than --heartbeat "
+                f"{self.heartbeat} (a trial is declared dead after missing its beats for that "
+                "long); e.g. 3 x --heartbeat"
+            )
+
+    @property
+    def grace(self) -> int:
+        """Seconds without a heartbeat before a trial is declared dead."""
+        return self.heartbeat_grace if self.heartbeat_grace is not None else 3 * self.heartbeat
+
+    @property
+    def is_worker(self) -> bool:
+        return self.worker_index is not None
+
+
+def seed_choice(text: str | None, objective: str) -> tuple[str, ...]:
+    """``--enqueue-seeds`` (``all`` or a comma-separated list) checked against the objective."""
+    from objectives import seed_names
+
+    if text is None:
+        return ()
+    allowed = seed_names(objective)
+    if text == "all":
+        return tuple(allowed)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise UsageError(
+            f"argument --enqueue-seeds: {bad or text!r} not among the {objective!r} "
+            f"objective's seeds {allowed} (or leave NAMES out for all)"
+        )
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class ExportSettings(StudyRef):
+    trial: int | None = None
+    out: Path = Path("best.yaml")
+
+
+@dataclass(frozen=True)
+class ReportSettings(StudyRef):
+    out: Path | None = None
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    config: Path
+    from_checkpoint: str | None = None
+    epochs: int | None = None
+    limit_train: int = 0
+    device: str = "auto"
+    seed: int = 0
+    tracking: TrackingURL = field(default_factory=lambda: parse_tracking(DEFAULT_TRACKING))
+    experiment: str | None = None
+    data_dir: str | None = None
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    config: str | None = None
+    run: str | None = None
+    checkpoint: str | None = None
+    tracking: TrackingURL | None = None  # None: the config's, else the default store
+    split: str = "test"
+    images: str | None = None
+    dataset: str | None = None
+    limit: int = 0
+    out: Path = Path("latents.npz")
+    csv: Path | None = None
+    sample: bool = False
+    seed: int = 0
+    batch_size: int = 1024
+    device: str = "auto"
+    data_dir: str | None = None
+    export_encoder: Path | None = None

@@ -1,0 +1,282 @@
+"""One trial's life: from an asked trial to exactly one recorded end.
+
+Whatever happens (a crash in ``suggest``, an MLflow write that fails, a NaN loss, CUDA out of
+memory, Ctrl-C, or another worker taking the trial over after this process stalled), the
+trial ends in one state in Optuna, its MLflow run is closed with the matching status and a
+reason, and the worker goes on (or, for Ctrl-C, stops). A trial is told COMPLETE only after
+its checkpoint and records are written.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+import torch
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from models import NonFiniteLossError
+from objectives import SEED_ATTR, Objective, run_trial, trial_spec
+
+from . import optuna_internals as internals
+from .scheduler import Heartbeat, retry_history
+from .settings import RunSettings
+
+TAKEN_OVER = "TAKEN_OVER"
+STATES = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}
+
+
+def worker_name() -> str:
+    """``host:pid``: which process ran a trial (a trial attribute and an MLflow param)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class TakenOver(Exception):
+    """Another worker failed this trial for missing heartbeats and queued it again."""
+
+
+@dataclass
+class Outcome:
+    """How one trial ended, as this worker saw it. ``state``: COMPLETE, PRUNED, FAIL or
+    TAKEN_OVER (another worker owns its record now)."""
+
+    number: int
+    state: str
+    value: float | None
+    seconds: float
+    epochs: int
+    reason: str | None = None
+
+
+class TrialReporter:
+    """The objective's reporter: keeps the spec on the Optuna trial, forwards everything to
+    the MLflow run, and checks before each step that the trial is still this worker's."""
+
+    def __init__(self, trial, run, context: dict, guard: Callable[[], None]):
+        self.trial, self.run, self.context, self.guard = trial, run, context, guard
+        self.epochs = 0
+        self.last_value: float | None = None
+        self.batch_size: int | None = None
+
+    def start(self, spec) -> None:
+        self.guard()
+        self.trial.set_user_attr("spec", spec.to_dict())
+        self.batch_size = spec.train.batch_size
+        if self.run is not None:
+            self.run.start(spec, self.context)
+
+    def epoch(self, result) -> None:
+        self.guard()
+        self.epochs += 1
+        if result.phase == "train":
+            self.last_value = result.value
+        if self.run is not None:
+            self.run.epoch(result)
+
+    def done(self, model) -> None:
+        # The trained model, for the checkpoint and pictures; needed where a retried trial
+        # resumed after its very last epoch and trained none.
+        if self.run is not None:
+            self.run.model = model
+
+
+class TrialRunner:
+    """Runs asked trials of one study (``runner(study, trial) -> Outcome``)."""
+
+    def __init__(
+        self,
+        objective: Objective,
+        data,
+        *,
+        settings: RunSettings,
+        device: torch.device,
+        tracker=None,
+        say: Callable[[str], None] = print,
+    ):
+        self.objective = objective
+        self.data = data
+        self.settings = settings
+        self.device = device
+        self.tracker = tracker
+        self.say = say
+
+    def __call__(self, study: optuna.Study, trial: optuna.Trial) -> Outcome:
+        start = time.perf_counter()
+        with Heartbeat(study, trial, self.say) as beat:
+            life = _Life(self, study, trial, beat)
+            life.run()
+        return Outcome(
+            trial.number, life.state, life.value, time.perf_counter() - start, life.epochs,
+            life.reason,
+        )  # fmt: skip
+
+    def context(self, trial, original: int) -> dict:
+        s = self.settings
+        seed = {SEED_ATTR: trial.user_attrs[SEED_ATTR]} if SEED_ATTR in trial.user_attrs else {}
+        return {
+            **seed,
+            "worker": worker_name(),
+            "dataset": self.data.name,
+            "limit_train": len(self.data.train),
+            "limit_val": len(self.data.val),
+            "max_epochs": s.epochs,
+            "device": str(self.device),
+            "sampler": s.sampler,
+            "pruner": s.pruner,
+            "seed": s.seed,
+            "trial_seed": s.seed + original,
+        }
+
+
+class _Life:
+    """The state of one trial while it runs; ``run()`` always ends in a recorded state."""
+
+    def __init__(self, runner: TrialRunner, study, trial, beat: Heartbeat):
+        self.runner, self.study, self.trial, self.beat = runner, study, trial, beat
+        self.mlflow_run = None
+        self.reporter: TrialReporter | None = None
+        self.state, self.value, self.reason = "FAIL", None, None
+        self.error: BaseException | None = None
+
+    @property
+    def epochs(self) -> int:
+        return self.reporter.epochs if self.reporter is not None else 0
+
+    def guard(self) -> None:
+        """Raise ``TakenOver`` once the storage no longer holds this trial as RUNNING."""
+        if internals.current(self.study, self.trial).state != TrialState.RUNNING:
+            raise TakenOver(f"taken over: no heartbeat for {self.beat.silence():.0f} s")
+
+    def run(self) -> None:
+        try:
+            self.value = self.train()
+            self.guard()
+            self.state = "COMPLETE"
+        except optuna.TrialPruned as e:
+            self.state, self.reason = "PRUNED", str(e)
+            self.value = self.reporter.last_value if self.reporter else None
+        except (TakenOver, UpdateFinishedTrialError) as e:
+            self.state = TAKEN_OVER
+            self.reason = str(e) if isinstance(e, TakenOver) else self._taken_over_reason()
+        except NonFiniteLossError as e:
+            self.reason = str(e)
+        except torch.cuda.OutOfMemoryError as e:
+            batch = self.reporter.batch_size if self.reporter else None
+            self.reason = (
+                f"CUDA out of memory (batch size {batch}); the next trial goes on. "
+                f"{str(e).splitlines()[0][:300]}"
+            )
+            self.error = e
+        except KeyboardInterrupt as e:
+            self.reason = "interrupted (Ctrl-C or SIGTERM); re-running the study retries it"
+            self.error = e
+            self.record(interrupted=True)
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded with its traceback; the study goes on
+            self.reason, self.error = f"{type(e).__name__}: {e}", e
+        self.record()
+
+    def train(self) -> float:
+        runner, trial = self.runner, self.trial
+        trial.set_user_attr("worker", worker_name())
+        history = retry_history(internals.current(self.study, trial))
+        original = history[0] if history else trial.number
+        resume = None
+        if runner.tracker is not None:
+            self.mlflow_run = runner.tracker.start_trial(trial, objective=runner.objective.name)
+            resume = self._resume(history)
+        self.reporter = TrialReporter(trial, self.mlflow_run, runner.context(trial, original), self.guard)
+        if resume is not None:
+            self.reporter.epochs = len(resume["history"])
+        spec = trial_spec(trial, runner.objective, max_epochs=runner.settings.epochs)
+        return run_trial(
+            trial,
+            spec,
+            train=runner.data.train,
+            val=runner.data.val,
+            device=runner.device,
+            seed=runner.settings.seed + original,
+            reporter=self.reporter,
+            resume=resume,
+            compile=runner.settings.compile,
+            prune=SEED_ATTR not in trial.user_attrs,  # seed systems always run to the end
+        )
+
+    def _resume(self, history: list[int]) -> dict | None:
+        """The last epoch snapshot of the attempt this trial retries, if it saved one."""
+        if not history:
+            return None
+        previous = self.study.get_trials(deepcopy=False)[history[-1]]
+        run_id = previous.user_attrs.get("mlflow_run_id")
+        resume = self.runner.tracker.fetch_resume(run_id) if run_id else None
+        if resume is not None:
+            self.mlflow_run.restored(resume["history"], history[-1])
+        return resume
+
+    def _taken_over_reason(self) -> str:
+        return f"taken over: no heartbeat for {self.beat.silence():.0f} s"
+
+    def record(self, interrupted: bool = False) -> None:
+        """Close the MLflow run, then tell Optuna; a trial is COMPLETE only once its run
+        (checkpoint included) is written."""
+        if self.state == TAKEN_OVER:
+            self._close_run()
+            self.runner.say(
+                f"trial {self.trial.number}: {self.reason}; another worker failed it and "
+                "queued it again, so this worker leaves it and goes on"
+            )
+            return
+        problem = self._close_run()
+        if problem is not None:
+            if self.state == "COMPLETE":  # never COMPLETE without its checkpoint
+                self.state, self.value = "FAIL", None
+            self.reason = "; ".join(r for r in (self.reason, problem) if r)
+        try:
+            if self.state == "FAIL":
+                if self.reason:
+                    self.trial.set_user_attr("fail_reason", self.reason)
+                if interrupted:
+                    self.trial.set_user_attr("interrupted", True)
+            told = self.study.tell(
+                self.trial,
+                self.value if self.state == "COMPLETE" else None,
+                state=STATES[self.state],
+                skip_if_finished=True,
+            )
+            taken = told.state != STATES[self.state]
+        except UpdateFinishedTrialError:
+            taken = True
+        if taken:  # failed by another worker in the last moment
+            self.state, self.reason = TAKEN_OVER, self._taken_over_reason()
+            if self.mlflow_run is not None:
+                self.runner.tracker.safely(self.mlflow_run.taken_over, self.reason)
+        if isinstance(self.error, torch.cuda.OutOfMemoryError):
+            # Drop every reference to the failed model before handing memory back.
+            self.error = None
+            gc.collect()
+            torch.cuda.empty_cache()
+
+    def _close_run(self) -> str | None:
+        """Close the MLflow run with the status of the outcome; what went wrong, or None.
+
+        If the run cannot be closed as it should (a checkpoint that cannot be written), it
+        is closed as FAILED with the reason, so no run is left RUNNING where the store works.
+        """
+        if self.mlflow_run is None:
+            return None
+        tracker = self.runner.tracker
+        state = "FAIL" if self.state == TAKEN_OVER else self.state
+        problem = tracker.safely(
+            self.mlflow_run.close, state, value=self.value, reason=self.reason, error=self.error
+        )
+        if problem is not None:
+            reason = "; ".join(r for r in (self.reason, problem) if r)
+            tracker.safely(self.mlflow_run.close, "FAIL", reason=reason, error=self.error)
+        self.mlflow_run.model = None
+        return None if problem is None else f"its MLflow records could not be written ({problem})"
