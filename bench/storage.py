@@ -51,11 +51,13 @@ def measure(url: str, workers: int, total: int) -> tuple[float, float]:
     """(trials per second over all workers, ms per trial in one worker)."""
     import optuna
 
-    from study.stores import open_storage, parse_storage, use_fast_sqlite
+    from study.stores import open_storage, parse_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     name = f"bench-{workers}-{time.time_ns()}"
-    optuna.create_study(study_name=name, storage=open_storage(parse_storage(url), heartbeat=HEARTBEAT))
+    optuna.create_study(
+        study_name=name, storage=open_storage(parse_storage(url), heartbeat=HEARTBEAT)
+    )
     per = total // workers
     ctx = mp.get_context("spawn")
     out = ctx.Queue()

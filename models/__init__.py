@@ -3,19 +3,17 @@
 from ._autoencoder import Autoencoder, ConvAEConfig, MLPAEConfig
 from ._classifier import FREEZE_CHOICES, ClassifierConfig, LatentClassifier
 from ._config import ACTIVATIONS, ConfigBase, ConfigError
+from ._data import Split
+from ._device import autocast, prepare_model, resolve_device
 from ._engine import (
     CompiledTask,
     EpochResult,
     FitResult,
     NonFiniteLossError,
-    Split,
     TrainConfig,
-    autocast,
     evaluate,
     fit,
     make_optimizer,
-    prepare_model,
-    resolve_device,
     train_epoch,
 )
 from ._registry import build_model, config_from_dict

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
 from ._classifier import ClassifierConfig, LatentClassifier
-from ._config import ConfigBase, ConfigError, check_choice, check_float, check_int
+from ._config import ConfigBase, check_choice, check_float, check_int
+from ._data import Split, batches
+from ._device import autocast, prepare_model
 from ._registry import build_model
-from ._tasks import recon_task, task_for
+from ._tasks import prepare_eval, recon_task, task_for
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 EVAL_BATCH = 2048
@@ -54,92 +55,6 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss; the message says where and what to try."""
 
 
-@dataclass
-class Split:
-    """Images (uint8, [N, 1, 28, 28]) and labels (int64, [N]) held as two tensors.
-
-    Batches are index slices of these tensors, scaled to [0, 1] on the fly, so there is no
-    per-sample Python work in the training loop.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.images.dim() == 3:
-            self.images = self.images.unsqueeze(1)
-        if self.images.shape[1:] != (1, 28, 28) or self.images.dtype != torch.uint8:
-            raise ValueError(
-                f"images must be uint8 [N, 1, 28, 28], got "
-                f"{self.images.dtype} {list(self.images.shape)}"
-            )
-        if len(self.labels) != len(self.images):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def device(self) -> torch.device:
-        return self.images.device
-
-    def to(self, device) -> Split:
-        return Split(self.images.to(device), self.labels.to(device))
-
-    def head(self, n: int | None) -> Split:
-        """The first ``n`` examples (all when ``n`` is None)."""
-        return self if n is None else Split(self.images[:n], self.labels[:n])
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then MPS, then CPU; an explicit name must be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            f"device {name!r} was asked for but CUDA is not available; use --device auto or cpu"
-        )
-    if (
-        device.type == "cuda"
-        and device.index is not None
-        and device.index >= torch.cuda.device_count()
-    ):
-        raise ConfigError(
-            f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) here"
-        )
-    if device.type == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise ConfigError(f"device {name!r} was asked for but MPS is not available")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
-def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move ``model`` to ``device``; conv models go channels-last (NHWC), which oneDNN on
-    CPUs and cuDNN on tensor cores run faster (BENCHMARKS.md: 15-25% per conv epoch on CPU)."""
-    model = model.to(device)
-    if any(isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)) for mod in model.modules()):
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full precision elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     fused = {"fused": True} if device.type == "cuda" else {}
@@ -150,27 +65,6 @@ def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.opti
     return torch.optim.SGD(
         params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
     )
-
-
-def batches(
-    split: Split, batch_size: int, generator: torch.Generator | None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled (when a generator is given) index slices, scaled to [0, 1] on the fly."""
-    n = len(split)
-    if generator is not None:
-        order = torch.randperm(n, generator=generator).to(split.device, non_blocking=True)
-    else:
-        order = None
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        if generator is not None and stop - start < 2 <= n:
-            break  # a 1-image batch breaks BatchNorm in training mode
-        if order is None:
-            images, labels = split.images[start:stop], split.labels[start:stop]
-        else:
-            idx = order[start:stop]
-            images, labels = split.images[idx], split.labels[idx]
-        yield images.float().div_(255.0), labels
 
 
 class CompiledTask:
@@ -187,6 +81,9 @@ class CompiledTask:
 
     def __call__(self, model, x, y):
         return self._fn(model, x, y)
+
+    def prepare_eval(self, device: torch.device) -> None:
+        prepare_eval(self.task, device)
 
 
 def _run_batches(model, task, split, batch_size, device, generator, optimizer=None):
@@ -228,8 +125,10 @@ def train_epoch(
 def evaluate(
     model: nn.Module, task, split: Split, *, device: torch.device, batch_size: int = EVAL_BATCH
 ) -> dict[str, float]:
-    """Mean metrics over ``split`` in eval mode, at a larger batch than training."""
+    """Mean metrics over ``split`` in eval mode, at a larger batch than training; repeatable
+    (a VAE's sampling noise restarts from its own seed for each evaluation)."""
     model.eval()
+    prepare_eval(task, device)
     return _run_batches(model, task, split, batch_size, device, None)
 
 
@@ -323,11 +222,6 @@ def fit(
     generator = torch.Generator().manual_seed(seed)
     model = prepare_model(build_model(model_config), device)
     result = FitResult(model)
-    phases = []
-    if isinstance(model_config, ClassifierConfig) and model_config.pretrains:
-        pretrain_task = recon_task(model_config.encoder)
-        phases.append(("pretrain", model.autoencoder, pretrain_task, model_config.pretrain_epochs))
-    phases.append(("train", model, task_for(model_config), train_config.epochs))
     start_phase, start_epoch = 0, 1
     if resume is not None:
         model.load_state_dict(resume["model"])
@@ -335,8 +229,10 @@ def fit(
         torch.set_rng_state(resume["torch_rng"])
         result.history = [EpochResult(**h) for h in resume["history"]]
         start_phase, start_epoch = resume["phase_index"], resume["epoch"] + 1
-    eval_batch = max(EVAL_BATCH, 4 * train_config.batch_size)
-    for index, (phase, module, task, epochs) in enumerate(phases):
+    run = _Run(model, train_config, train, val, device, generator, result, on_epoch)
+    for index, (phase, module, task, epochs) in enumerate(
+        phases(model_config, model, train_config)
+    ):
         if index < start_phase:
             continue
         if (
@@ -346,40 +242,68 @@ def fit(
         ):
             model.freeze_encoder()
         optimizer = make_optimizer(module.parameters(), train_config, device)
-        if compile:
-            task = CompiledTask(task)
         first = start_epoch if index == start_phase else 1
         if 1 < first <= epochs:
             optimizer.load_state_dict(resume["optimizer"])
+        task = CompiledTask(task) if compile else task
         for epoch in range(first, epochs + 1):
-            start = time.perf_counter()
-            train_metrics = train_epoch(
-                module,
-                task,
-                train,
-                optimizer,
-                batch_size=train_config.batch_size,
-                device=device,
-                generator=generator,
-            )
-            val_metrics = evaluate(module, task, val, device=device, batch_size=eval_batch)
-            epoch_result = EpochResult(
-                phase,
-                epoch,
-                train_metrics,
-                val_metrics,
-                time.perf_counter() - start,
-                task.metric,
-                model,
-            )
-            result.history.append(epoch_result)
-            _check_finite(epoch_result, train_config.lr)
-            epoch_result.snapshot = functools.partial(
-                _snapshot, index, epoch, model, optimizer, generator, result.history
-            )
-            if on_epoch is not None:
-                on_epoch(epoch_result)
+            run.epoch(index, phase, epoch, module, task, optimizer)
     return result
+
+
+def phases(model_config, model: nn.Module, train_config: TrainConfig) -> list[tuple]:
+    """(phase, module trained, task, epochs): pre-training (some classifiers), then train."""
+    out = []
+    if isinstance(model_config, ClassifierConfig) and model_config.pretrains:
+        pretrain_task = recon_task(model_config.encoder)
+        out.append(("pretrain", model.autoencoder, pretrain_task, model_config.pretrain_epochs))
+    out.append(("train", model, task_for(model_config), train_config.epochs))
+    return out
+
+
+@dataclass
+class _Run:
+    """What every epoch of one ``fit`` shares."""
+
+    model: nn.Module
+    train_config: TrainConfig
+    train: Split
+    val: Split
+    device: torch.device
+    generator: torch.Generator
+    result: FitResult
+    on_epoch: Callable[[EpochResult], None] | None
+
+    def epoch(self, index, phase, epoch, module, task, optimizer) -> None:
+        cfg = self.train_config
+        start = time.perf_counter()
+        train_metrics = train_epoch(
+            module,
+            task,
+            self.train,
+            optimizer,
+            batch_size=cfg.batch_size,
+            device=self.device,
+            generator=self.generator,
+        )
+        eval_batch = max(EVAL_BATCH, 4 * cfg.batch_size)
+        val_metrics = evaluate(module, task, self.val, device=self.device, batch_size=eval_batch)
+        result = EpochResult(
+            phase,
+            epoch,
+            train_metrics,
+            val_metrics,
+            time.perf_counter() - start,
+            task.metric,
+            self.model,
+        )
+        self.result.history.append(result)
+        _check_finite(result, cfg.lr)
+        result.snapshot = functools.partial(
+            _snapshot, index, epoch, self.model, optimizer, self.generator, self.result.history
+        )
+        if self.on_epoch is not None:
+            self.on_epoch(result)
 
 
 def _snapshot(index, epoch, model, optimizer, generator, history) -> dict:

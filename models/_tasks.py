@@ -52,10 +52,17 @@ class ReconTask:
         return per_img.mean(), sums
 
 
+EVAL_SEED = 0
+
+
 class VAETask:
     """VAE: per image, reconstruction summed over pixels + beta * KL.
 
-    ``nelbo`` (reconstruction + KL, i.e. beta = 1) is the comparable metric across betas.
+    ``nelbo`` (reconstruction + KL, i.e. beta = 1) is the comparable metric across betas. In
+    evaluation too the reconstruction term is taken at a sample z ~ q(z|x), as the ELBO is
+    defined (decoding the mean instead underestimates it by ~8 nats per MNIST image); the
+    noise comes from a generator of its own, reset by ``prepare_eval``, so an evaluation is
+    repeatable and leaves the training random stream untouched.
     """
 
     metric = "nelbo"
@@ -66,11 +73,23 @@ class VAETask:
     def __init__(self, recon_loss: str, beta: float):
         self.recon_loss = recon_loss
         self.beta = beta
+        self.noise: torch.Generator | None = None
+
+    def prepare_eval(self, device: torch.device) -> None:
+        self.noise = torch.Generator(device=device).manual_seed(EVAL_SEED)
+
+    def sample(self, model, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        if model.training:
+            return model.reparameterise(mu, logvar)
+        if self.noise is None or self.noise.device.type != mu.device.type:
+            self.prepare_eval(mu.device)
+        eps = torch.randn(mu.shape, generator=self.noise, device=mu.device, dtype=mu.dtype)
+        return mu + eps * torch.exp(0.5 * logvar)
 
     def terms(self, model, x):
         mu, logvar = model.encode_stats(x)
         mu, logvar = mu.float(), logvar.float()
-        z = model.reparameterise(mu, logvar) if model.training else mu
+        z = self.sample(model, mu, logvar)
         logits = model.decode_logits(z)
         recon = pixel_loss(logits, x, self.recon_loss, model.output_activation).sum(1)
         kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(1)
@@ -99,6 +118,9 @@ class ClassifierTask:
         self.recon_weight = recon_weight
         self.names = ("loss", "ce", "acc") + (("recon",) if aux is not None else ())
 
+    def prepare_eval(self, device: torch.device) -> None:
+        prepare_eval(self.aux, device)
+
     def __call__(self, model, x, y):
         if self.aux is None:
             z = model.encode(x)
@@ -117,6 +139,13 @@ class ClassifierTask:
             "acc": acc,
             "recon": recon.sum(),
         }
+
+
+def prepare_eval(task, device: torch.device) -> None:
+    """Reset a task's evaluation noise (VAE tasks sample z in evaluation too)."""
+    prepare = getattr(task, "prepare_eval", None)
+    if prepare is not None:
+        prepare(device)
 
 
 def recon_task(config):

@@ -82,6 +82,7 @@ def add_study_options(p: argparse.ArgumentParser, *, storage_default: str) -> No
     )
     p.add_argument(
         "--storage",
+        metavar="URL",
         type=_url_type(parse_storage),
         default=storage_default,
         help="Optuna storage: sqlite:///FILE, postgresql://..., journal:FILE "
@@ -96,6 +97,7 @@ def add_tracking_option(p: argparse.ArgumentParser, *, from_config: bool = False
     p.add_argument(
         "--tracking-uri",
         dest="tracking",
+        metavar="URI",
         type=_url_type(parse_tracking),
         default=None if from_config else default_tracking(),
         help="MLflow tracking store: sqlite:///FILE (artifacts beside it in artifacts/), "
@@ -136,6 +138,7 @@ def add_seed_option(p: argparse.ArgumentParser, what: str) -> None:
 
 def quiet_libraries() -> None:
     """What a CLI process sets once: quieter Optuna and MLflow, MLflow's stdout off."""
+    import mlflow  # noqa: F401 - configures its loggers on import: quiet them after that
     import optuna
 
     from .stores import use_fast_sqlite

@@ -41,9 +41,13 @@ def outcome_line(outcome, metric: str, best) -> str:
     best_text = (
         f"best {metric}={best.value:.4f} (trial {best.number})" if best is not None else "best -"
     )
-    state = "TAKEN OVER" if outcome.state == "TAKEN_OVER" else outcome.state
+    if outcome.state == "TAKEN_OVER":
+        return (
+            f"trial {outcome.number:>4}  {outcome.reason}; another worker failed it and "
+            "queued it again, so this worker leaves it and goes on"
+        )
     return (
-        f"trial {outcome.number:>4}  {state:<8}  {value_text(metric, outcome.value):<14}  "
+        f"trial {outcome.number:>4}  {outcome.state:<8}  {value_text(metric, outcome.value):<14}  "
         f"{best_text}  {outcome.epochs} epochs, {outcome.seconds:.1f}s"
     )
 

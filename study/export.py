@@ -19,6 +19,7 @@ from .stores import DEFAULT_STORAGE, TrackingURL, tracking_client
 EXPORT_KEYS = {
     "objective",
     "dataset",
+    "data_digest",
     "metric",
     "value",
     "direction",
@@ -103,6 +104,7 @@ def export_trial(study, trial, *, dataset: str, tracking: TrackingURL) -> dict[s
     return {
         "objective": spec["objective"],
         "dataset": dataset,
+        "data_digest": study.user_attrs.get("data_digest"),
         "metric": study.user_attrs.get("metric"),
         "value": trial.value,
         "direction": study.direction.name.lower(),

@@ -38,6 +38,7 @@ REPORT_DIR = "report"
 SEED_COLUMNS = [
     ("system", "system"), ("trial", "trial"), ("state", "state"), ("value", "{metric}"),
     ("rank", "rank"), ("encoder", "encoder"), ("latent", "latent"),
+    ("written_for", "written for"),
 ]  # fmt: skip
 
 
@@ -82,6 +83,15 @@ def questions(study, rows) -> list[str]:
         columns = [(k, title.format(metric=metric)) for k, title in SEED_COLUMNS]
         md += [md_table(seeds, columns), ""]
         md.append("Seeds are never pruned. Rank among completed trials (1 = best).")
+        dataset = study.user_attrs.get("dataset", "fashion-mnist")
+        other = sorted(
+            {r["written_for"] for r in seeds if r.get("written_for", dataset) != dataset}
+        )
+        if other:
+            md.append(
+                f"Seeds whose write-up used {', '.join(other)} train here on {dataset}: "
+                "their numbers are not the write-up's."
+            )
     else:
         md.append("No seed systems in this study (run with `--enqueue-seeds` to add them).")
     return md

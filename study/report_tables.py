@@ -172,6 +172,14 @@ def sections(rows, maximize: bool) -> list[tuple[str, str, list[dict[str, Any]]]
     return out
 
 
+def written_for(seed: str) -> str:
+    """The data set a seed system's write-up used (S1 and S3 were written for MNIST)."""
+    from models import PRESETS
+
+    preset = PRESETS.get(seed)
+    return preset.dataset if preset is not None else "-"
+
+
 def seeds_table(trials, maximize: bool) -> list[dict[str, Any]]:
     rows = [r for r in trials if r["seed"]]
     if not rows:
@@ -191,6 +199,7 @@ def seeds_table(trials, maximize: bool) -> list[dict[str, Any]]:
             "rank": rank.get(r["number"]),
             "encoder": r["facts"]["encoder"],
             "latent": r["facts"]["latent"],
+            "written_for": written_for(r["seed"]),
         }
         for r in rows
     ]

@@ -49,6 +49,38 @@ def build_parser() -> argparse.ArgumentParser:
         "re-running continues up to it (default: %(default)s)",
     )
     add_study_options(p, storage_default=DEFAULT_STORAGE)
+    add_budget_options(p, d)
+    add_seed_option(p, "seed of the sampler and of each trial's training")
+    add_device_option(p)
+    add_data_dir_option(p)
+    add_worker_options(p, d)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run each trial's loss computation through torch.compile (pays off on a GPU "
+        "with long trials; slower on a CPU)",
+    )
+    p.add_argument(
+        "--enqueue-seeds",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="NAMES",
+        help="enqueue the seed systems (SEEDS.md) as the study's first trials: all that fit "
+        "the objective, or a comma-separated list of preset names; each is enqueued once",
+    )
+    p.add_argument(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        help="skip the plots and report written at the end (python -m study.report writes "
+        "them on demand)",
+    )
+    return p
+
+
+def add_budget_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
+    """How much each trial trains, how the search proposes and stops trials, and when."""
     p.add_argument(
         "--epochs",
         type=positive_int,
@@ -84,39 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         "third at epochs 1, 3, 9...), median, percentile (keeps the top 25%%), hyperband, or "
         "none to train every trial to its budget (default: %(default)s)",
     )
-    add_seed_option(p, "seed of the sampler and of each trial's training")
-    add_device_option(p)
     p.add_argument(
         "--timeout",
         type=positive_float,
         default=None,
         help="start no new trial after S seconds (default: no limit)",
     )
-    add_data_dir_option(p)
-    add_worker_options(p, d)
-    p.add_argument(
-        "--compile",
-        action="store_true",
-        help="run each trial's loss computation through torch.compile (pays off on a GPU "
-        "with long trials; slower on a CPU)",
-    )
-    p.add_argument(
-        "--enqueue-seeds",
-        nargs="?",
-        const="all",
-        default=None,
-        metavar="NAMES",
-        help="enqueue the seed systems (SEEDS.md) as the study's first trials: all that fit "
-        "the objective, or a comma-separated list of preset names; each is enqueued once",
-    )
-    p.add_argument(
-        "--no-report",
-        dest="report",
-        action="store_false",
-        help="skip the plots and report written at the end (python -m study.report writes "
-        "them on demand)",
-    )
-    return p
 
 
 def add_worker_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
@@ -176,6 +181,8 @@ def load_data(settings: RunSettings, device):
         dataset.val.head(settings.limit_val or None).to(device),
         dataset.test,
         dataset.source,
+        dataset.digest,
+        dataset.location,
     )
 
 

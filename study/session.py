@@ -80,6 +80,20 @@ def check_identity(study: optuna.Study, settings: RunSettings, objective: Object
         )
 
 
+def warn_if_other_data(study: optuna.Study, data) -> None:
+    """A study whose earlier trials saw other files than these (older harness versions
+    accepted any IDX files) says so; its trials are then not comparable."""
+    import sys
+
+    before = study.user_attrs.get("data_digest")
+    if before is not None and before != data.digest:
+        print(
+            f"warning: study {study.study_name!r} was run on {data.name} files with digest "
+            f"{before}; the files found now ({data.location}) have digest {data.digest}",
+            file=sys.stderr,
+        )
+
+
 def enqueue_seeds(study: optuna.Study, names: tuple[str, ...]) -> int:
     """Enqueue each named seed the study has not seen yet; how many were added."""
     seen = {t.user_attrs.get(SEED_ATTR) for t in study.get_trials(deepcopy=False)}
@@ -98,6 +112,7 @@ def open_session(settings: RunSettings, objective: Objective, data, device) -> S
         study = load_existing(settings, storage)
         if study is not None:
             check_identity(study, settings, objective)
+            warn_if_other_data(study, data)
         before = counts(study) if study is not None else {}
         # A fresh seed per session (and worker): a resumed study must not replay its first
         # random trials.
@@ -115,15 +130,14 @@ def open_session(settings: RunSettings, objective: Objective, data, device) -> S
             ("objective", settings.objective),
             ("dataset", settings.dataset),
             ("metric", objective.metric),
+            ("data_digest", data.digest),
         ):
             if key not in study.user_attrs:  # also fills in a study created outside the CLI
                 study.set_user_attr(key, value)
         tracker = None
         if settings.tracking.enabled:
             logged = {**record(settings), "device": str(device)}
-            tracker = StudyTracker(
-                settings.tracking, study, settings=logged, dataset=data.name, val=data.val
-            )
+            tracker = StudyTracker(settings.tracking, study, settings=logged, data=data)
         session = Session(settings, objective, study, lock, tracker, existing, before)
         if settings.enqueue_seeds and not settings.is_worker:
             session.enqueued = enqueue_seeds(study, settings.enqueue_seeds)

@@ -58,6 +58,33 @@ def as_metrics(values: dict[str, float], step: int):
     return [Metric(k, float(v), now, step) for k, v in values.items()]
 
 
+CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
+
+
+def data_inputs(data, sizes: dict[str, int]):
+    """MLflow dataset inputs for the splits a run saw (``{"train": n, ...}``): name, digest,
+    source and size, shown in the runs table's Dataset column."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    from .data import split_digest
+
+    return [
+        DatasetInput(
+            Dataset(
+                name=f"{data.name}-{split}",
+                digest=split_digest(data.digest, split, n),
+                source_type="local",
+                source=json.dumps({"uri": data.location or data.source}),
+                profile=json.dumps({"num_rows": n, "images": "uint8 28x28", "classes": 10}),
+            ),
+            tags=[InputTag("mlflow.data.context", CONTEXTS[split])],
+        )
+        for split, n in sizes.items()
+    ]
+
+
 def as_tags(values: dict[str, Any]):
     from mlflow.entities import RunTag
 
@@ -67,16 +94,15 @@ def as_tags(values: dict[str, Any]):
 class StudyTracker:
     """The study's experiment and parent run in one tracking store.
 
-    ``val`` (validation images and labels) feeds each trial's pictures.
+    ``data`` (a ``study.data.Dataset`` with the splits trials see) is recorded as each
+    trial's inputs; its validation images feed each trial's pictures.
     """
 
-    def __init__(
-        self, tracking: TrackingURL, study, *, settings: dict[str, Any], dataset: str, val: Split
-    ):
+    def __init__(self, tracking: TrackingURL, study, *, settings: dict[str, Any], data):
         self.tracking = tracking
         self.client = tracking_client(tracking)
         self.study_name = study.study_name
-        self.dataset, self.val = dataset, val
+        self.data = data
         self.experiment_id = experiment_id(self.client, study.study_name, tracking)
         self.parent_run_id = self._parent(study, settings)
 
@@ -119,7 +145,9 @@ class StudyTracker:
             self.experiment_id, run_name=f"trial-{trial.number}", tags=tags
         )
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
-        return TrialRun(self.client, run.info.run_id, dataset=self.dataset, val=self.val)
+        sizes = {"train": len(self.data.train), "val": len(self.data.val)}
+        self.client.log_inputs(run.info.run_id, datasets=data_inputs(self.data, sizes))
+        return TrialRun(self.client, run.info.run_id, dataset=self.data.name, val=self.data.val)
 
     @staticmethod
     def safely(call, *args, **kwargs) -> str | None:

@@ -66,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def log_run(s: TrainSettings, cfg: dict, spec, model, history, test: dict[str, float]) -> str:
+def log_run(s: TrainSettings, cfg: dict, spec, model, history, test: dict[str, float], data) -> str:
     from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME, save
-    from .tracking import as_metrics, as_params, epoch_metrics, experiment_id
+    from .tracking import as_metrics, as_params, data_inputs, epoch_metrics, experiment_id
 
     client = tracking_client(s.tracking)
     exp = s.experiment or cfg.get("study") or f"{spec.objective}-{cfg.get('dataset')}"
@@ -89,6 +89,12 @@ def log_run(s: TrainSettings, cfg: dict, spec, model, history, test: dict[str, f
         "limit_train": s.limit_train,
     }  # fmt: skip
     client.log_batch(rid, params=as_params(params))
+    seen = {"test": len(data.test)}
+    if s.from_checkpoint is None:  # retrained on (the first limit_train of) train + validation
+        n = s.limit_train or len(data.train) + len(data.val)
+        used = {"train": min(n, len(data.train)), "val": max(0, n - len(data.train))}
+        seen = {**{k: v for k, v in used.items() if v}, **seen}
+    client.log_inputs(rid, datasets=data_inputs(data, seen))
     for result in history:
         client.log_batch(rid, metrics=as_metrics(epoch_metrics(result), result.epoch))
     client.log_batch(rid, metrics=as_metrics({f"test_{k}": v for k, v in test.items()}, 0))
@@ -179,6 +185,13 @@ def train(s: TrainSettings) -> int:
     device = resolve_device(s.device)
     check_tracking(s.tracking)
     data = data_mod.load(cfg["dataset"], s.data_dir)
+    if cfg.get("data_digest") and cfg["data_digest"] != data.digest:
+        print(
+            f"warning: {s.config} comes from a study on {cfg['dataset']} files with digest "
+            f"{cfg['data_digest']}; the files found now ({data.location}) have digest "
+            f"{data.digest}: the test score is not comparable with the trial's",
+            file=sys.stderr,
+        )
     test = data.test.to(device)
     task = task_for(spec.model)
     start = time.perf_counter()
@@ -196,7 +209,7 @@ def train(s: TrainSettings) -> int:
     )
     print(f"test {task.metric} = {value:.4f}{compare}  [{time.perf_counter() - start:.0f}s]")
     if s.tracking.enabled:
-        rid = log_run(s, cfg, spec, model, history, metrics)
+        rid = log_run(s, cfg, spec, model, history, metrics, data)
         print(f"Logged MLflow run {rid} to {s.tracking.redacted}")
     return 0
 

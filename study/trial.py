@@ -118,9 +118,11 @@ class TrialRunner:
 
     def context(self, trial, original: int) -> dict:
         s = self.settings
-        seed = {SEED_ATTR: trial.user_attrs[SEED_ATTR]} if SEED_ATTR in trial.user_attrs else {}
+        extra = {SEED_ATTR: trial.user_attrs[SEED_ATTR]} if SEED_ATTR in trial.user_attrs else {}
+        if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # this worker's GPU(s)
+            extra["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
         return {
-            **seed,
+            **extra,
             "worker": worker_name(),
             "dataset": self.data.name,
             "limit_train": len(self.data.train),
@@ -191,7 +193,9 @@ class _Life:
         if runner.tracker is not None:
             self.mlflow_run = runner.tracker.start_trial(trial, objective=runner.objective.name)
             resume = self._resume(history)
-        self.reporter = TrialReporter(trial, self.mlflow_run, runner.context(trial, original), self.guard)
+        self.reporter = TrialReporter(
+            trial, self.mlflow_run, runner.context(trial, original), self.guard
+        )
         if resume is not None:
             self.reporter.epochs = len(resume["history"])
         spec = trial_spec(trial, runner.objective, max_epochs=runner.settings.epochs)
@@ -225,12 +229,8 @@ class _Life:
     def record(self, interrupted: bool = False) -> None:
         """Close the MLflow run, then tell Optuna; a trial is COMPLETE only once its run
         (checkpoint included) is written."""
-        if self.state == TAKEN_OVER:
+        if self.state == TAKEN_OVER:  # its record is the other worker's now
             self._close_run()
-            self.runner.say(
-                f"trial {self.trial.number}: {self.reason}; another worker failed it and "
-                "queued it again, so this worker leaves it and goes on"
-            )
             return
         problem = self._close_run()
         if problem is not None:

@@ -4,12 +4,31 @@ import torch
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """The suite's own data cache, for this process and every process a test starts: no
+    test writes into the user's ``~/.cache/latent-study`` (or ``$STUDY_CACHE_DIR``)."""
+    cache = tmp_path_factory.mktemp("data-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STUDY_CACHE_DIR", str(cache))
+        mp.delenv("STUDY_DATA_DIR", raising=False)
+        yield cache
+
+
 @pytest.fixture(scope="session")
 def fmnist():
-    """Real Fashion-MNIST splits (from the Debian package or torchvision's root)."""
+    """Real Fashion-MNIST splits (from the Debian package or a download, into the cache)."""
     from study import data
 
     return data.load("fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def fmnist_files(fmnist):
+    """The four real, uncompressed Fashion-MNIST files (in the suite's cache)."""
+    from study import data
+
+    return data.locate("fashion-mnist").files
 
 
 @pytest.fixture(scope="session")

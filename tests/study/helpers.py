@@ -36,16 +36,14 @@ class Harness:
             tracking=parse_tracking(f"sqlite:///{path}/mlflow.db"),
             **{"epochs": 2, "heartbeat": 1, **settings},
         )
-        self.data = Dataset("fashion-mnist", train, val, val, "test")
+        self.data = Dataset("fashion-mnist", train, val, val, "test", "0123456789ab")
         self.study = optuna.create_study(
             study_name=self.settings.name,
             storage=self.settings.storage.url,
             pruner=pruner,
             direction="maximize" if objective == "classifier" else "minimize",
         )
-        self.tracker = StudyTracker(
-            self.settings.tracking, self.study, settings={}, dataset="fashion-mnist", val=val
-        )
+        self.tracker = StudyTracker(self.settings.tracking, self.study, settings={}, data=self.data)
         self.device = torch.device("cpu")
         self.said = []
 

@@ -65,20 +65,17 @@ def _assert_refused(main, argv, path, capsys, *needles):
             ["holds objective 'classifier'", "--study-name"],
         ),
         (
-            [
-                "--dataset",
-                "mnist",
-                "--study-name",
-                "classifier-fashion-mnist",
-                "--data-dir",
-                "{fm}",
-            ],
+            ["--dataset", "mnist", "--data-dir", "{fm}"],
+            ["these files are Fashion-MNIST, not MNIST", "--dataset fashion-mnist"],
+        ),
+        (
+            ["--dataset", "mnist", "--study-name", "classifier-fashion-mnist"],
             ["'fashion-mnist'", "--dataset"],
         ),
     ],
 )
-def test_run_refuses_bad_options(existing, capsys, extra, needles):
-    fm = data.locate("fashion-mnist")[0] / "FashionMNIST" / "raw"
+def test_run_refuses_bad_options(existing, capsys, extra, needles, fmnist_files):
+    fm = fmnist_files["train-images-idx3-ubyte"].parent
     extra = [e.replace("{fm}", str(fm)) for e in extra]
     _assert_refused(
         run.main, [*TINY, *stores(existing), "--trials", "4", *extra], existing, capsys, *needles
@@ -147,7 +144,7 @@ def test_missing_data_without_network(existing, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(
         data.DATASETS,
         "fashion-mnist",
-        ("FashionMNIST", str(tmp_path / "no-debian"), "dataset-fashion-mnist"),
+        data.Source("FashionMNIST", str(tmp_path / "no-debian"), "dataset-fashion-mnist", None),
     )
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "mirrors", ["http://127.0.0.1:9/"])
     _assert_refused(
@@ -172,10 +169,10 @@ def test_empty_data_dir(existing, tmp_path, capsys):
     )
 
 
-def test_corrupt_data_file(existing, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("STUDY_CACHE_DIR", str(tmp_path / "cache"))
-    src = data.locate("fashion-mnist")[0] / "FashionMNIST" / "raw"
-    shutil.copytree(src, tmp_path / "d")
+def test_corrupt_data_file(existing, tmp_path, capsys, fmnist_files):
+    (tmp_path / "d").mkdir()
+    for path in fmnist_files.values():
+        shutil.copy(path, tmp_path / "d")
     bad = tmp_path / "d" / "train-labels-idx1-ubyte"
     bad.write_bytes(bad.read_bytes()[:1000])
     _assert_refused(

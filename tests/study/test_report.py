@@ -27,16 +27,16 @@ def check_counts(rows, study):
 
 
 def test_seeds_run_first_to_the_end_and_the_report_sets_them_beside_the_best(tmp_path):
-    seeds = ["s2-mlp-ae-3d", "s4-conv-ae-fc"]
-    argv = ["--trials", "6", "--objective", "ae", "--enqueue-seeds", ",".join(seeds)]
+    seeds = ["s1a-linear-ae", "s2-mlp-ae-3d", "s4-conv-ae-fc"]
+    argv = ["--trials", "7", "--objective", "ae", "--enqueue-seeds", ",".join(seeds)]
     assert run_study(tmp_path, *argv) == 0
     study, client, parents, _ = load(tmp_path, "ae-fashion-mnist")
-    first = study.trials[:2]
+    first = study.trials[:3]
     assert [t.user_attrs[SEED_ATTR] for t in first] == seeds
     for t, name in zip(first, seeds, strict=True):
         assert t.user_attrs["spec"] == seed_spec("ae", name, max_epochs=2).to_dict()
         assert t.state.name == "COMPLETE" and len(t.intermediate_values) == 2  # never pruned
-    assert all(SEED_ATTR not in t.user_attrs for t in study.trials[2:])
+    assert all(SEED_ATTR not in t.user_attrs for t in study.trials[3:])
 
     out = tmp_path / "reports" / "ae-fashion-mnist"
     md = (out / "report.md").read_text()
@@ -46,7 +46,10 @@ def test_seeds_run_first_to_the_end_and_the_report_sets_them_beside_the_best(tmp
         md.replace("## Seed systems", "### Seed systems"),
         "Seed systems beside the best configuration found",
     )
-    assert [r[0] for r in seed_rows[:2]] == seeds
+    assert [r[0] for r in seed_rows[:3]] == seeds
+    # S1 was written for MNIST: the report says so, and that it trained on Fashion-MNIST here.
+    assert [r[7] for r in seed_rows[:3]] == ["mnist", "fashion-mnist", "fashion-mnist"]
+    assert "Seeds whose write-up used mnist train here on fashion-mnist" in md
     assert seed_rows[-1][0].startswith("**best found**")
     assert seed_rows[-1][1] == str(study.best_trial.number)
     assert seed_rows[-1][3] == f"{study.best_value:.4f}"
@@ -66,10 +69,10 @@ def test_seeds_run_first_to_the_end_and_the_report_sets_them_beside_the_best(tmp
     )
 
     # Resuming with the same flag does not enqueue the seeds again.
-    assert run_study(tmp_path, *argv[:1], "7", *argv[2:]) == 0
+    assert run_study(tmp_path, *argv[:1], "8", *argv[2:]) == 0
     study, *_ = load(tmp_path, "ae-fashion-mnist")
-    assert len(study.trials) == 7
-    assert sum(SEED_ATTR in t.user_attrs for t in study.trials) == 2
+    assert len(study.trials) == 8
+    assert sum(SEED_ATTR in t.user_attrs for t in study.trials) == 3
 
 
 def test_classifier_report_answers_the_freeze_question(classifier_study):

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from objectives import TrialSpec
-from study import export, run, train
+from study import data, export, run, train
 
 from .conftest import TINY, run_study, stores
 from .helpers import artifacts, load
@@ -30,6 +30,12 @@ def check_study(path, name, n, metric):
         assert [h.step for h in history] == list(range(1, len(history) + 1))
         assert len(history) == len(trial.intermediate_values)
         assert {"train_loss", "val_loss", "epoch_time"} <= set(r.data.metrics)
+        # The data it saw, as MLflow dataset inputs (the runs table's Dataset column).
+        seen = {d.dataset.name: d for d in r.inputs.dataset_inputs}
+        assert sorted(seen) == ["fashion-mnist-train", "fashion-mnist-val"]
+        digest = data.digest_of("fashion-mnist")
+        assert seen["fashion-mnist-val"].dataset.digest == data.split_digest(digest, "val", 200)
+        assert seen["fashion-mnist-train"].tags[0].value == "training"
         if trial.state.name == "COMPLETE":
             assert history[-1].value == pytest.approx(trial.value)
             assert artifacts(client, r.info.run_id, "checkpoint") == ["checkpoint/model.pt"]
@@ -78,6 +84,7 @@ def test_export_then_train_round_trips(study_copy, tmp_path, capsys):
     assert cfg["objective"] == "classifier" and cfg["dataset"] == "fashion-mnist"
     assert cfg["metric"] == "acc" and cfg["mlflow_run_id"] == best.user_attrs["mlflow_run_id"]
     assert cfg["checkpoint_uri"].endswith("checkpoint/model.pt")
+    assert cfg["data_digest"] == data.digest_of("fashion-mnist")
     spec = TrialSpec.from_dict(cfg)
     assert spec == TrialSpec.from_dict(best.user_attrs["spec"])
 
@@ -212,3 +219,16 @@ def test_timeout_stops_starting_trials_and_exits_zero(tmp_path, capsys):
     assert "Stopped: --timeout 0.001s reached." in out
     study, _, _, runs = load(tmp_path)
     assert len(study.trials) == 0 and runs == []
+
+
+def test_train_warns_when_the_config_came_from_other_data(study_copy, tmp_path, capsys):
+    out = tmp_path / "best.yaml"
+    assert export.main([*stores(study_copy), "--out", str(out)]) == 0
+    cfg = yaml.safe_load(out.read_text())
+    cfg["data_digest"] = "000000000000"
+    out.write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    argv = ["--config", str(out), "--from-checkpoint", "--tracking-uri", "none"]
+    assert train.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "digest 000000000000" in err and data.digest_of("fashion-mnist") in err

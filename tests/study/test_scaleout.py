@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -17,6 +16,8 @@ from mlflow import MlflowClient
 
 from study import checkpoint
 from tests.servers import mlflow_server, postgres, wait_until
+
+from . import stall
 
 pytestmark = pytest.mark.servers
 
@@ -34,12 +35,12 @@ def worker(cwd, storage, tracking, *args):
     cwd.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "study.run", "--storage", storage, "--tracking-uri", tracking]
     return subprocess.Popen(
-        [*cmd, "--objective", "ae", *args],
+        [*cmd, "--objective", "ae", "--threads", "1", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "STUDY_THREADS": "1", "PYTHONPATH": os.getcwd()},
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
 
 
@@ -137,7 +138,6 @@ def test_a_worker_killed_mid_trial_is_retried_by_the_others(cluster, tmp_path):
 
     victim_trial, victim_pid = wait_until(running_trial_with_an_epoch, timeout=240, what="epoch")
     os.kill(victim_pid, signal.SIGKILL)
-    killed_at = time.monotonic()
     outs = finish(procs)
     assert pids[victim_pid].returncode == -signal.SIGKILL
     others = [p for p in procs if p.pid != victim_pid]
@@ -159,4 +159,17 @@ def test_a_worker_killed_mid_trial_is_retried_by_the_others(cluster, tmp_path):
     assert retry_run.data.tags["resumed_from_trial"] == str(victim_trial)
     steps = [m.step for m in client.get_metric_history(retry_run.info.run_id, "val_mse")]
     assert sorted(steps) == [1, 2, 3, 4, 5]
-    assert time.monotonic() - killed_at < 240
+
+
+def test_a_paused_worker_wakes_up_and_goes_on_over_postgresql(cluster, tmp_path):
+    storage, tracking = cluster
+    name, trials = "paused-worker", 5
+    procs = [stall.start(tmp_path / f"host{i}", storage, tracking, name, trials) for i in (0, 1)]
+    try:
+        number, _ = stall.pause_one_until_taken_over(procs, storage, name)
+        outs = finish(procs)
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outs
+    stall.check_takeover(storage, tracking, name, trials, number, outs)

@@ -1,0 +1,90 @@
+"""A worker paused (SIGSTOP) in the middle of a trial until another worker takes the trial
+over, then woken (SIGCONT): shared by the SQLite and PostgreSQL tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import optuna
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from tests.servers import wait_until
+
+ARGS = ["--objective", "ae", "--epochs", "4", "--limit-train", "3000", "--limit-val", "300"]
+ARGS += ["--pruner", "none", "--heartbeat", "1", "--heartbeat-grace", "4", "--no-report"]
+
+
+def start(cwd, storage: str, tracking: str, name: str, trials: int) -> subprocess.Popen:
+    cwd.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "study.run", *ARGS, "--trials", str(trials)]
+    cmd += ["--study-name", name, "--storage", storage, "--tracking-uri", tracking]
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [*cmd, "--threads", "1"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def pause_one_until_taken_over(procs, storage: str, name: str) -> tuple[int, int]:
+    """SIGSTOP the worker of a trial that has finished an epoch, wait (on the store) until
+    another worker fails that trial, SIGCONT it; (trial number, paused pid)."""
+    pids = {p.pid for p in procs}
+
+    def training_trial():
+        study = optuna.load_study(study_name=name, storage=storage)
+        for t in study.get_trials(deepcopy=False, states=[TrialState.RUNNING]):
+            pid = int(t.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
+            if t.intermediate_values and pid in pids:
+                return t.number, pid
+        return None
+
+    number, pid = wait_until(training_trial, timeout=300, what="a trial with one epoch done")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+
+        def taken_over():
+            study = optuna.load_study(study_name=name, storage=storage)
+            return study.trials[number].state == TrialState.FAIL
+
+        wait_until(taken_over, timeout=300, what=f"trial {number} failed by the other worker")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return number, pid
+
+
+def check_takeover(storage: str, tracking: str, name: str, trials: int, number: int, outs):
+    """Exact total, the paused trial FAIL with its reason, its retry COMPLETE, no MLflow
+    run left RUNNING, the paused run FAILED as taken over, one line and no traceback."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == trials
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    paused = study.trials[number]
+    assert paused.state == TrialState.FAIL
+    assert paused.user_attrs["fail_reason"].startswith("no heartbeat from ")
+    assert paused.user_attrs["worker"] in paused.user_attrs["fail_reason"]
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == number]
+    assert retry.state == TrialState.COMPLETE and retry.params == paused.params
+    assert "fail_reason" not in retry.user_attrs  # the retry's own record starts clean
+    client = MlflowClient(tracking_uri=tracking)
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert [r.info.run_name for r in runs if r.info.status == "RUNNING"] == []
+    by_id = {r.info.run_id: r for r in runs}
+    paused_run = by_id[paused.user_attrs["mlflow_run_id"]]
+    assert paused_run.info.status == "FAILED"
+    assert paused_run.data.tags["fail_reason"].startswith("taken over: no heartbeat for ")
+    assert by_id[retry.user_attrs["mlflow_run_id"]].info.status == "FINISHED"
+    text = "\n".join(outs)
+    assert "Traceback" not in text, text
+    lines = [line for line in text.splitlines() if "taken over" in line]
+    assert len(lines) == 1, text
+    assert lines[0].startswith(f"trial {number:>4}  taken over: no heartbeat for "), text
