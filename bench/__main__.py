@@ -2,9 +2,10 @@
 
 import sys
 
-from . import engine, storage, studies
+from . import engine, published, storage, studies
 
 if __name__ == "__main__":
     engine.main([])
     studies.main(sys.argv[1:])
     storage.main([])
+    published.main([])

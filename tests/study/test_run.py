@@ -232,3 +232,20 @@ def test_train_warns_when_the_config_came_from_other_data(study_copy, tmp_path, 
     assert train.main(argv) == 0
     err = capsys.readouterr().err
     assert "digest 000000000000" in err and data.digest_of("fashion-mnist") in err
+
+
+def test_resuming_a_vae_study_scored_at_the_posterior_mean_warns(tmp_path, capsys):
+    import optuna
+
+    study = optuna.create_study(
+        study_name="vae-fashion-mnist", storage=f"sqlite:///{tmp_path}/optuna.db"
+    )
+    study.add_trial(optuna.trial.create_trial(value=300.0))  # an older version's trial
+    assert run.main([*TINY, *stores(tmp_path), "--objective", "vae", "--trials", "1"]) == 0
+    assert "scored the negative ELBO at the posterior mean" in capsys.readouterr().err
+    assert (
+        "nelbo_estimator"
+        not in optuna.load_study(
+            study_name="vae-fashion-mnist", storage=f"sqlite:///{tmp_path}/optuna.db"
+        ).user_attrs
+    )  # it still is such a study: the warning stays
