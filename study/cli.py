@@ -11,11 +11,13 @@ import functools
 import logging
 import os
 import sys
+import traceback
 import warnings
 from collections.abc import Callable
 
 from .errors import UsageError
-from .stores import DEFAULT_TRACKING, parse_storage, parse_tracking, scrub, secrets_in
+from .secrets import scrub, secrets_in
+from .stores import DEFAULT_TRACKING, parse_storage, parse_tracking
 
 DATASETS = ("fashion-mnist", "mnist")
 OBJECTIVE_CHOICES = ("ae", "classifier", "vae")
@@ -162,14 +164,18 @@ def entry(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
         quiet_libraries()
+        secrets = secrets_in(*(sys.argv[1:] if argv is None else argv))
         try:
             return main(argv)
         except (UsageError, ConfigError) as e:
-            line = scrub(" ".join(str(e).split()), secrets_in())  # always one line
+            line = scrub(" ".join(str(e).split()), secrets)  # always one line
             print(f"error: {line}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:  # before or between trials: nothing to close
             print("\nInterrupted.", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except Exception:  # a bug: its traceback, with no credential in it
+            print(scrub(traceback.format_exc(), secrets), file=sys.stderr, end="")
+            return 1
 
     return wrapper

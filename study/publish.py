@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from .secrets import scrub, secrets_in
+
 
 def publish_best(session, best) -> str | None:
     """Export the best encoder and write the report; the best trial's run id, if exported."""
@@ -26,7 +28,8 @@ def publish_encoder_of(tracker, best) -> str | None:
     try:
         uri = publish_encoder(tracker.client, run_id, tracking=tracker.tracking)
     except Exception as e:  # noqa: BLE001 - the study's results are saved either way
-        print(f"warning: could not export the best trial's encoder: {e}", file=sys.stderr)
+        line = scrub(str(e), secrets_in(tracker.tracking.url))
+        print(f"warning: could not export the best trial's encoder: {line}", file=sys.stderr)
         return None
     if uri is None:
         return None
@@ -47,6 +50,7 @@ def write_study_report(session) -> None:
             parent_run_id=tracker.parent_run_id if tracker else None,
         )
     except Exception as e:  # noqa: BLE001 - the study's results are saved either way
-        print(f"warning: could not write the study report: {e}", file=sys.stderr)
+        line = scrub(str(e), secrets_in(settings.storage.url, settings.tracking.url))
+        print(f"warning: could not write the study report: {line}", file=sys.stderr)
         return
     print(f"Report:  {path}")

@@ -13,6 +13,7 @@ from objectives import SEED_ATTR, Objective
 from .errors import UsageError
 from .scheduler import counts
 from .search import make_pruner, make_sampler
+from .secrets import secrets_in
 from .settings import RunSettings, StudyRef, record
 from .stores import StudyLock, open_storage
 from .tracking import StudyTracker
@@ -159,7 +160,10 @@ def open_session(settings: RunSettings, objective: Objective, data, device) -> S
         tracker = None
         if settings.tracking.enabled:
             logged = {**record(settings), "device": str(device)}
-            tracker = StudyTracker(settings.tracking, study, settings=logged, data=data)
+            secrets = secrets_in(settings.storage.url, settings.tracking.url)
+            tracker = StudyTracker(
+                settings.tracking, study, settings=logged, data=data, secrets=secrets
+            )
         session = Session(settings, objective, study, lock, tracker, existing, before)
         if settings.enqueue_seeds and not settings.is_worker:
             session.enqueued = enqueue_seeds(study, settings.enqueue_seeds)

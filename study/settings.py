@@ -138,7 +138,7 @@ class TrainSettings:
     limit_train: int = 0
     device: str = "auto"
     seed: int = 0
-    tracking: TrackingURL = field(default_factory=lambda: parse_tracking(DEFAULT_TRACKING))
+    tracking: TrackingURL | None = None  # None: the config's, else the default store
     experiment: str | None = None
     data_dir: str | None = None
     compile: bool = False

@@ -9,66 +9,24 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import UsageError
+from .secrets import (
+    DATABASE_CREDENTIALS,
+    check_tracking_credentials,
+    credentials_refused,
+    redact,
+    scrub,
+    secrets_in,
+)
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 DEFAULT_TRACKING = "sqlite:///mlruns/mlflow.db"
 SERVER_SCHEMES = ("postgresql", "mysql")
-# Query parameters that carry a credential (libpq's password/sslpassword, tokens, keys).
-SECRET_PARAM = re.compile(r"pass|pwd|token|secret|key|auth|credential", re.IGNORECASE)
-# Credentials MLflow and libpq read from the environment.
-SECRET_ENV = ("PGPASSWORD", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
-
-
-def redact(url: str) -> str:
-    """``url`` with every credential replaced by ``***``: userinfo passwords and secret-named
-    query parameters (``postgresql://u:***@h/db``, ``...?user=u&password=***``)."""
-    if "://" not in url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{host}"
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    secret = [k for k, _ in pairs if SECRET_PARAM.search(k)]
-    if netloc == parts.netloc and not secret:
-        return url  # nothing to hide (and urlunsplit would rewrite sqlite:////abs/path)
-    query = urlencode([(k, "***" if k in secret else v) for k, v in pairs], safe="*:/@")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def secrets_in(*urls: str) -> set[str]:
-    """The credential values in ``urls`` and in the environment, to scrub from any text."""
-    found = {os.environ.get(name, "") for name in SECRET_ENV}
-    for url in urls:
-        if "://" not in url:
-            continue
-        with contextlib.suppress(ValueError):
-            parts = urlsplit(url)
-            if parts.password:
-                found.add(parts.password)
-            found |= {v for k, v in parse_qsl(parts.query) if SECRET_PARAM.search(k)}
-    return {s for s in found if len(s) >= 3}
-
-
-def scrub(text: str, secrets: set[str]) -> str:
-    """``text`` with every secret value replaced by ``***``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 @dataclass(frozen=True, repr=False)
@@ -213,6 +171,7 @@ def check_tracking(tracking: TrackingURL) -> None:
                 f"MLflow tracking server {tracking.redacted!r} is unreachable "
                 f"({type(e).__name__}); start it or fix --tracking-uri"
             ) from None
+        check_tracking_credentials(tracking.url, tracking.redacted)
 
 
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
@@ -260,8 +219,13 @@ def storage_errors(storage: StorageURL) -> Iterator[None]:
     except UsageError:
         raise
     except Exception as e:  # noqa: BLE001 - SQLAlchemy's many connection errors
-        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        first = scrub(first, secrets_in(storage.url))
+        text = " ".join(str(e).split()) or type(e).__name__
+        first = scrub(text, secrets_in(storage.url))[:200]
+        if credentials_refused(text):
+            raise UsageError(
+                f"database server {storage.redacted!r} refused the credentials ({first}); "
+                f"{DATABASE_CREDENTIALS}"
+            ) from None
         raise UsageError(
             f"cannot open storage {storage.redacted!r}: {first}; "
             "check the URL and that the database is reachable"

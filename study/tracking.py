@@ -17,6 +17,7 @@ from models import EpochResult, Split
 from objectives import TrialSpec
 
 from . import checkpoint, pictures
+from .secrets import scrub, secrets_in
 from .stores import TrackingURL, tracking_client
 
 STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
@@ -98,8 +99,11 @@ class StudyTracker:
     trial's inputs; its validation images feed each trial's pictures.
     """
 
-    def __init__(self, tracking: TrackingURL, study, *, settings: dict[str, Any], data):
+    def __init__(
+        self, tracking: TrackingURL, study, *, settings: dict[str, Any], data, secrets=frozenset()
+    ):
         self.tracking = tracking
+        self.secrets = set(secrets)  # scrubbed from every reason and traceback written
         self.client = tracking_client(tracking)
         self.study_name = study.study_name
         self.data = data
@@ -147,15 +151,19 @@ class StudyTracker:
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         sizes = {"train": len(self.data.train), "val": len(self.data.val)}
         self.client.log_inputs(run.info.run_id, datasets=data_inputs(self.data, sizes))
-        return TrialRun(self.client, run.info.run_id, dataset=self.data.name, val=self.data.val)
+        return TrialRun(
+            self.client, run.info.run_id, dataset=self.data.name, val=self.data.val,
+            secrets=self.secrets,
+        )  # fmt: skip
 
     @staticmethod
     def safely(call, *args, **kwargs) -> str | None:
-        """Run a tracking call; what went wrong as one line, or None."""
+        """Run a tracking call; what went wrong as one line (credentials scrubbed), or None."""
         try:
             call(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - any failure of the store or a picture
-            return f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            line = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            return scrub(line, secrets_in())
         return None
 
     def fetch_resume(self, run_id: str) -> dict | None:
@@ -211,8 +219,11 @@ class StudyTracker:
 class TrialRun:
     """One trial's nested MLflow run."""
 
-    def __init__(self, client, run_id: str, *, dataset: str, val: Split, save_resume=True):
+    def __init__(
+        self, client, run_id: str, *, dataset: str, val: Split, save_resume=True, secrets=()
+    ):
         self.client = client
+        self.secrets = set(secrets)
         self.save_resume = save_resume
         self.run_id = run_id
         self.dataset = dataset
@@ -295,7 +306,7 @@ class TrialRun:
             return
         tags = {"optuna.state": state}
         if reason:
-            tags["fail_reason" if state == "FAIL" else "prune_reason"] = reason
+            tags["fail_reason" if state == "FAIL" else "prune_reason"] = scrub(reason, self.secrets)
         metrics = {"objective_value": value} if value is not None else {}
         with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
             tmp_path = Path(tmp)
@@ -306,7 +317,8 @@ class TrialRun:
                 if problem:
                     tags["pictures_error"] = problem
             if error is not None:
-                (tmp_path / "traceback.txt").write_text("".join(traceback.format_exception(error)))
+                text = "".join(traceback.format_exception(error))
+                (tmp_path / "traceback.txt").write_text(scrub(text, self.secrets))
                 self.client.log_artifact(self.run_id, str(tmp_path / "traceback.txt"))
         self.client.log_batch(self.run_id, metrics=as_metrics(metrics, 0), tags=as_tags(tags))
         self.client.set_terminated(self.run_id, STATUS_OF_STATE[state])
@@ -314,8 +326,7 @@ class TrialRun:
 
     def taken_over(self, reason: str) -> None:
         """Another worker owns this trial's record: this run ends FAILED, saying why."""
-        self.client.log_batch(
-            self.run_id, tags=as_tags({"optuna.state": "FAIL", "fail_reason": reason})
-        )
+        tags = {"optuna.state": "FAIL", "fail_reason": scrub(reason, self.secrets)}
+        self.client.log_batch(self.run_id, tags=as_tags(tags))
         self.client.set_terminated(self.run_id, "FAILED")
         self.closed = True

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_device_option(p)
     add_seed_option(p, "training seed")
-    add_tracking_option(p)
+    add_tracking_option(p, from_config=True)
     p.add_argument(
         "--experiment", default=None, help="MLflow experiment (default: the config's study)"
     )
@@ -169,6 +169,18 @@ def retrain(s: TrainSettings, spec, data, test, device):
     return fitted.model, fitted.history
 
 
+def config_tracking(cfg: dict):
+    """The tracking store an export names (where its checkpoint lives), unless it was
+    redacted; else ``$MLFLOW_TRACKING_URI`` or the local store."""
+    from .cli import default_tracking
+    from .stores import parse_tracking
+
+    saved = cfg.get("tracking_uri")
+    if isinstance(saved, str) and "***" not in saved:
+        return parse_tracking(saved)
+    return parse_tracking(default_tracking())
+
+
 @entry
 def main(argv: list[str] | None = None) -> int:
     return train(from_namespace(TrainSettings, build_parser().parse_args(argv)))
@@ -180,6 +192,7 @@ def train(s: TrainSettings) -> int:
     from . import data as data_mod
 
     cfg, spec = read_spec(s.config)
+    s = replace(s, tracking=s.tracking or config_tracking(cfg))
     if s.epochs is not None:
         spec = replace(spec, train=replace(spec.train, epochs=s.epochs))
     device = resolve_device(s.device)

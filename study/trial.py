@@ -26,6 +26,7 @@ from objectives import SEED_ATTR, Objective, run_trial, trial_spec
 
 from . import optuna_internals as internals
 from .scheduler import Heartbeat, retry_history
+from .secrets import scrub, secrets_in
 from .settings import RunSettings
 
 TAKEN_OVER = "TAKEN_OVER"
@@ -223,6 +224,10 @@ class _Life:
             self.mlflow_run.restored(resume["history"], history[-1])
         return resume
 
+    def secrets(self) -> set[str]:
+        s = self.runner.settings
+        return secrets_in(s.storage.url, s.tracking.url)
+
     def _taken_over_reason(self) -> str:
         return f"taken over: no heartbeat for {self.beat.silence():.0f} s"
 
@@ -240,7 +245,7 @@ class _Life:
         try:
             if self.state == "FAIL":
                 if self.reason:
-                    self.trial.set_user_attr("fail_reason", self.reason)
+                    self.trial.set_user_attr("fail_reason", scrub(self.reason, self.secrets()))
                 if interrupted:
                     self.trial.set_user_attr("interrupted", True)
             told = self.study.tell(

@@ -54,8 +54,14 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend: str, workdir: Path, *, serve_artifacts: bool = False):
-    """``mlflow server`` on a free loopback port; yields its URL."""
+def mlflow_server(
+    backend: str, workdir: Path, *, serve_artifacts: bool = False, admin_password: str | None = None
+):
+    """``mlflow server`` on a free loopback port; yields its URL.
+
+    ``admin_password``: run MLflow's basic-auth app, whose admin user ``admin`` has it (the
+    clients then need MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD).
+    """
     port = free_port()
     cmd = [
         sys.executable,
@@ -73,9 +79,20 @@ def mlflow_server(backend: str, workdir: Path, *, serve_artifacts: bool = False)
     ]
     if serve_artifacts:
         cmd += ["--serve-artifacts", "--artifacts-destination", str(workdir / "artifacts")]
+    env = dict(os.environ)
+    if admin_password is not None:
+        config = workdir / "basic-auth.ini"
+        config.write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = sqlite:///{workdir}/basic-auth.db\n"
+            f"admin_username = admin\nadmin_password = {admin_password}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        cmd += ["--app-name", "basic-auth"]
+        env.update(MLFLOW_AUTH_CONFIG_PATH=str(config), MLFLOW_FLASK_SERVER_SECRET_KEY="tests")
     log = (workdir / "mlflow-server.log").open("w")
     proc = subprocess.Popen(
-        cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -143,11 +160,13 @@ def _pg_bin(name: str) -> str:
 
 
 @contextlib.contextmanager
-def postgres(databases=("optuna", "mlflow")):
-    """A throw-away PostgreSQL cluster on a free loopback port (trust auth, user postgres).
+def postgres(databases=("optuna", "mlflow"), *, password: str | None = None):
+    """A throw-away PostgreSQL cluster on a free loopback port, user ``postgres``.
 
-    Yields ``postgresql://postgres@127.0.0.1:PORT``; the databases named exist. As root the
-    server runs as the ``postgres`` user (initdb refuses root).
+    Without ``password``: trust authentication. With it: scram-sha-256, the user's password
+    is ``password`` (clients give it, e.g. through PGPASSWORD). Yields
+    ``postgresql://postgres@127.0.0.1:PORT`` (no password in it); the databases named exist.
+    As root the server runs as the ``postgres`` user (initdb refuses root).
     """
     import tempfile
 
@@ -157,8 +176,15 @@ def postgres(databases=("optuna", "mlflow")):
     if as_root:
         shutil.chown(data, "postgres", "postgres")
     port = free_port()
+    auth = ["-A", "trust"]
+    if password is not None:
+        pwfile = data / "pw"
+        pwfile.write_text(password + "\n")
+        if as_root:
+            shutil.chown(pwfile, "postgres", "postgres")
+        auth = ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
     subprocess.run(
-        [*prefix, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "postgres", "-A", "trust"]
+        [*prefix, _pg_bin("initdb"), "-D", str(data / "db"), "-U", "postgres", *auth]
         + ["-E", "UTF8", "--no-sync"],
         check=True,
         capture_output=True,
@@ -171,7 +197,7 @@ def postgres(databases=("optuna", "mlflow")):
     try:
         import psycopg
 
-        with psycopg.connect(f"{url}/postgres", autocommit=True) as conn:
+        with psycopg.connect(f"{url}/postgres", autocommit=True, password=password) as conn:
             for db in databases:
                 conn.execute(f"CREATE DATABASE {db}")
         yield url

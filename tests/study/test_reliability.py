@@ -67,10 +67,19 @@ def _prepare(path, *enqueued):
         study.enqueue_trial(params)
 
 
+# ``python -m study.run`` with Ctrl-C's usual meaning even where this test process was started
+# with SIGINT ignored (a background job of a non-interactive shell is), which a child
+# would otherwise inherit.
+RUN_WITH_SIGINT = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'study.run'; runpy.run_module('study.run', run_name='__main__')"
+)
+
+
 def _start(path, *extra):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "study.run", *ARGS, *stores(path), *extra],
+        [sys.executable, "-c", RUN_WITH_SIGINT, *ARGS, *stores(path), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -163,7 +172,7 @@ def test_interrupt_closes_the_trial_in_both_stores_and_rerun_continues(tmp_path,
     _wait_for_epochs(proc, tmp_path, 1, 2)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, (out, err)
     assert err.strip().splitlines()[-1] == (
         "Interrupted: finished trials are saved; re-run the same command to continue."
     )

@@ -1,7 +1,10 @@
 """Several workers on one study over PostgreSQL and an MLflow tracking server (real servers).
 
 Each worker runs in its own working directory: nothing is shared but the two servers, as
-on separate machines. Artifacts travel over HTTP (``mlflow server --serve-artifacts``).
+on separate machines. Artifacts travel over HTTP (``mlflow server --serve-artifacts``). Both
+servers want passwords, as shared deployments do: PostgreSQL with scram-sha-256, MLflow with
+its basic-auth app; the credentials come from the environment (PGPASSWORD,
+MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD).
 """
 
 import os
@@ -24,11 +27,30 @@ pytestmark = pytest.mark.servers
 TINY = ["--epochs", "2", "--limit-train", "300", "--limit-val", "200"]
 
 
+DB_SECRET = "pg-Secret-4f7e91"
+MLFLOW_SECRET = "mlflow-Secret-c2d5a8"
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def servers(tmp_path_factory):
+    """PostgreSQL and an MLflow server, both with passwords given through the environment."""
     work = tmp_path_factory.mktemp("servers")
-    with postgres() as pg, mlflow_server(f"{pg}/mlflow", work, serve_artifacts=True) as url:
-        yield f"{pg}/optuna", url
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PGPASSWORD", DB_SECRET)
+        mp.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        mp.setenv("MLFLOW_TRACKING_PASSWORD", MLFLOW_SECRET)
+        with (
+            postgres(password=DB_SECRET) as pg,
+            mlflow_server(
+                f"{pg}/mlflow", work, serve_artifacts=True, admin_password=MLFLOW_SECRET
+            ) as url,
+        ):
+            yield {"pg": pg, "storage": f"{pg}/optuna", "tracking": url, "work": work}
+
+
+@pytest.fixture(scope="module")
+def cluster(servers):
+    return servers["storage"], servers["tracking"]
 
 
 def worker(cwd, storage, tracking, *args):
@@ -173,3 +195,105 @@ def test_a_paused_worker_wakes_up_and_goes_on_over_postgresql(cluster, tmp_path)
             p.kill()
     assert [p.returncode for p in procs] == [0, 0], outs
     stall.check_takeover(storage, tracking, name, trials, number, outs)
+
+
+def run_cli(cwd, module, *args, env=None, timeout=600):
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env or {**os.environ, "PYTHONPATH": os.getcwd()},
+        timeout=timeout,
+    )
+
+
+def env_with(**changes):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    for k, v in changes.items():
+        env.pop(k, None) if v is None else env.__setitem__(k, v)
+    return env
+
+
+def test_wrong_or_missing_credentials_are_one_line_exit_2_and_write_nothing(servers, tmp_path):
+    storage, tracking = servers["storage"], servers["tracking"]
+    argv = [*TINY, "--objective", "ae", "--trials", "1", "--study-name", "refused"]
+    argv += ["--storage", storage, "--tracking-uri", tracking]
+    cases = [
+        ({"PGPASSWORD": "wrong-secret-1"}, ["refused the credentials", "127.0.0.1", "PGPASSWORD"]),
+        (
+            {"MLFLOW_TRACKING_PASSWORD": "wrong-secret-2"},
+            [f"MLflow tracking server '{tracking}' refused the credentials (401)",
+             "MLFLOW_TRACKING_USERNAME"],
+        ),
+        (
+            {"MLFLOW_TRACKING_USERNAME": None, "MLFLOW_TRACKING_PASSWORD": None},
+            ["needs credentials (401)", "MLFLOW_TRACKING_PASSWORD"],
+        ),
+    ]  # fmt: skip
+    for changes, needles in cases:
+        r = run_cli(tmp_path, "study.run", *argv, env=env_with(**changes))
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, (r.stdout, r.stderr)
+        for needle in needles:
+            assert needle in lines[0], lines[0]
+        assert "wrong-secret" not in r.stdout + r.stderr
+    assert "refused" not in optuna.get_all_study_names(storage)
+    assert MlflowClient(tracking_uri=tracking).get_experiment_by_name("refused") is None
+
+
+def database_text(url: str) -> str:
+    """Every row of every table of a database, as text."""
+    import psycopg
+
+    out = []
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+        for (table,) in tables:
+            out += [row[0] for row in conn.execute(f'SELECT CAST(t AS text) FROM "{table}" t')]
+    return "\n".join(out)
+
+
+def test_no_secret_lands_in_any_record(servers, tmp_path):
+    """A study over each way of giving the database password (URL userinfo, URL query,
+    PGPASSWORD) with the MLflow password from the environment, then export, report, encode
+    and train from its records: neither password is in any store, file or output."""
+    pg, tracking = servers["pg"], servers["tracking"]
+    address = pg.split("@", 1)[1]
+    forms = {
+        "userinfo": (f"postgresql://postgres:{DB_SECRET}@{address}/optuna", {"PGPASSWORD": None}),
+        "query": (f"{pg}/optuna?password={DB_SECRET}", {"PGPASSWORD": None}),
+        "environment": (f"{pg}/optuna", {}),
+    }
+    outputs = []
+    for form, (storage, changes) in forms.items():
+        env, cwd = env_with(**changes), tmp_path / form
+        common = ["--objective", "ae", "--study-name", f"secret-{form}", "--storage", storage]
+        common += ["--tracking-uri", tracking]
+        workers = ["--workers", "2"] if form == "userinfo" else []
+        steps = [
+            ("study.run", *TINY, "--trials", "3", "--threads", "1", *common, *workers),
+            ("study.export", *common, "--out", "best.yaml"),
+            ("study.report", *common),
+            ("study.encode", "--config", "best.yaml", "--limit", "10", "--out", "z.npz"),
+            ("study.train", "--config", "best.yaml", "--from-checkpoint"),
+        ]
+        for module, *args in steps:
+            r = run_cli(cwd, module, *args, env=env)
+            assert r.returncode == 0, (module, r.stdout, r.stderr)
+            outputs.append(r.stdout + r.stderr)
+        assert (cwd / "mlruns" / "reports" / f"secret-{form}" / "report.html").is_file()
+    haystacks = {f"output {i}": text for i, text in enumerate(outputs)}
+    haystacks["optuna database"] = database_text(f"{pg}/optuna")
+    haystacks["mlflow database"] = database_text(f"{pg}/mlflow")
+    for root in (tmp_path, servers["work"]):
+        for path in root.rglob("*"):
+            if path.is_file() and path.name != "basic-auth.ini":  # the test server's own config
+                haystacks[str(path)] = path.read_bytes().decode("latin-1")
+    assert any("secret-environment" in text for text in haystacks.values())  # it did look
+    for secret in (DB_SECRET, MLFLOW_SECRET):
+        found = [where for where, text in haystacks.items() if secret in text]
+        assert found == [], f"{secret} found in {found}"
