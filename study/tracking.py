@@ -325,8 +325,11 @@ class TrialRun:
         self.closed = True
 
     def taken_over(self, reason: str) -> None:
-        """Another worker owns this trial's record: this run ends FAILED, saying why."""
-        tags = {"optuna.state": "FAIL", "fail_reason": scrub(reason, self.secrets)}
+        """Another worker owns this trial's record: this run ends FAILED, saying why. The
+        ``taken_over`` tag is this worker's alone; ``fail_reason`` may also be written by
+        the worker that took over (the trial's own reason, ``no heartbeat from ...``)."""
+        reason = scrub(reason, self.secrets)
+        tags = {"optuna.state": "FAIL", "fail_reason": reason, "taken_over": reason}
         self.client.log_batch(self.run_id, tags=as_tags(tags))
         self.client.set_terminated(self.run_id, "FAILED")
         self.closed = True

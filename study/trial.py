@@ -235,7 +235,9 @@ class _Life:
         """Close the MLflow run, then tell Optuna; a trial is COMPLETE only once its run
         (checkpoint included) is written."""
         if self.state == TAKEN_OVER:  # its record is the other worker's now
-            self._close_run()
+            if self.mlflow_run is not None:
+                self.runner.tracker.safely(self.mlflow_run.taken_over, self.reason)
+                self.mlflow_run.model = None
             return
         problem = self._close_run()
         if problem is not None:
@@ -276,10 +278,10 @@ class _Life:
         if self.mlflow_run is None:
             return None
         tracker = self.runner.tracker
-        state = "FAIL" if self.state == TAKEN_OVER else self.state
         problem = tracker.safely(
-            self.mlflow_run.close, state, value=self.value, reason=self.reason, error=self.error
-        )
+            self.mlflow_run.close, self.state, value=self.value, reason=self.reason,
+            error=self.error,
+        )  # fmt: skip
         if problem is not None:
             reason = "; ".join(r for r in (self.reason, problem) if r)
             tracker.safely(self.mlflow_run.close, "FAIL", reason=reason, error=self.error)

@@ -81,7 +81,10 @@ def check_takeover(storage: str, tracking: str, name: str, trials: int, number: 
     by_id = {r.info.run_id: r for r in runs}
     paused_run = by_id[paused.user_attrs["mlflow_run_id"]]
     assert paused_run.info.status == "FAILED"
-    assert paused_run.data.tags["fail_reason"].startswith("taken over: no heartbeat for ")
+    assert paused_run.data.tags["taken_over"].startswith("taken over: no heartbeat for ")
+    # The other worker may close it first with the trial's reason; either is a true account.
+    reason = paused_run.data.tags["fail_reason"]
+    assert reason.startswith(("taken over: no heartbeat for ", "no heartbeat from ")), reason
     assert by_id[retry.user_attrs["mlflow_run_id"]].info.status == "FINISHED"
     text = "\n".join(outs)
     assert "Traceback" not in text, text
