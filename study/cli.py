@@ -147,10 +147,17 @@ def quiet_libraries() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial tables..."
+    # MLflow logs a database error with its traceback before raising it; the harness reports
+    # (and retries) the failures itself, in one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # MLflow draws a progress bar per artifact download (ours are single small files) and
     # prints "View run ... at URL" for every run it ends on a tracking server.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # A tracking server that is away: fail fast (about 3 s) into the harness's own waiting
+    # (``study.outage``), which says so and honours --outage-wait, not MLflow's ~2 minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # We run our own heartbeat thread around ask/tell (see scheduler.Heartbeat).
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import optuna
 from optuna.storages import BaseStorage
+
+# Why: Optuna turns heartbeats on only for storages that are instances of this class; the
+# harness's ResilientStorage wraps an RDB storage and must keep them on.
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial
+
+__all__ = ["BaseHeartbeat", "current", "heartbeat_interval", "stale_trial_ids"]
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:

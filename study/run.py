@@ -25,6 +25,7 @@ from .cli import (
     positive_float,
     positive_int,
 )
+from .outage import EXIT_OUTAGE, OutageError
 from .scheduler import best_trial, counts, finished, work
 from .search import PRUNERS, SAMPLERS
 from .settings import RunSettings, from_namespace, seed_choice
@@ -153,6 +154,14 @@ def add_worker_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
         help="seconds without a heartbeat before another worker fails the trial and "
         "retries it (default: 3 x --heartbeat)",
     )
+    p.add_argument(
+        "--outage-wait",
+        type=positive_float,
+        default=d.outage_wait,
+        help="seconds to wait for the Optuna storage or the MLflow tracking server when it "
+        "becomes unreachable (a restart, a failover) before this worker stops with exit code "
+        f"{EXIT_OUTAGE} (default: %(default)s)",
+    )
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
 
@@ -228,6 +237,9 @@ def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
             stop_reason = loop(session, data, device)
         except KeyboardInterrupt:
             return interrupted(session)
+        except OutageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_OUTAGE
         if settings.is_worker:
             if stop_reason:
                 print(f"Stopped: {stop_reason}.")

@@ -84,11 +84,13 @@ def fail_silent_trials(study: optuna.Study, grace: int) -> None:
                 queue_retry(study, storage.get_trial(trial_id))
 
 
-def recover(study: optuna.Study, grace: int) -> list[int]:
+def recover(study: optuna.Study, grace: int, *, settled: bool = True) -> list[int]:
     """Fail silent trials and queue retries of them and of interrupted ones; the numbers
-    of the trials queued again."""
+    of the trials queued again. ``settled=False`` (this worker's database was away within
+    the grace period) leaves silent trials be: their workers were cut off too."""
     before = {t.number for t in study.get_trials(deepcopy=False)}
-    fail_silent_trials(study, grace)
+    if settled:
+        fail_silent_trials(study, grace)
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in retry_history(t)}
     for t in trials:
@@ -140,7 +142,7 @@ class Heartbeat:
         now = time.monotonic()
         gap = now - self.last_ok
         self.longest_gap = max(self.longest_gap, gap)
-        if gap > 2 * self.interval + 1:
+        if gap > 2 * self.interval + 1 and "failed" not in self.said:  # paused, not cut off
             self._once(
                 "late",
                 f"warning: trial {self.number}: no heartbeat for {gap:.0f} s (the process "
@@ -194,7 +196,7 @@ def next_trial(session, progress: Progress, *, started: float, first: bool):
     """(an asked trial, None), (None, a stop reason or DONE), or (None, None): wait."""
     settings, study = session.settings, session.study
     with session.lock():
-        queued = recover(study, settings.grace)
+        queued = recover(study, settings.grace, settled=session.settled())
         if session.tracker is not None and (queued or first):
             session.tracker.mirror(study)  # close runs a dead process left RUNNING
         c = counts(study)

@@ -11,11 +11,13 @@ from optuna.trial import TrialState
 from objectives import SEED_ATTR, Objective
 
 from .errors import UsageError
+from .outage import Outage
+from .resilient import ResilientStorage
 from .scheduler import counts
 from .search import make_pruner, make_sampler
 from .secrets import secrets_in
 from .settings import RunSettings, StudyRef, record
-from .stores import StudyLock, open_storage
+from .stores import SERVER_SCHEMES, StudyLock, open_storage
 from .tracking import StudyTracker
 
 
@@ -31,10 +33,21 @@ class Session:
     existing: bool
     before: dict[TrialState, int]
     enqueued: int = 0
+    storage_outage: Outage | None = None
 
     @property
     def finished_before(self) -> int:
         return self.before.get(TrialState.COMPLETE, 0) + self.before.get(TrialState.PRUNED, 0)
+
+    def settled(self) -> bool:
+        """Whether silent trials may be declared dead: not while this worker's database has
+        been away within the grace period (every worker was cut off with it)."""
+        outage = self.storage_outage
+        return outage is None or outage.settled(self.settings.grace)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 def load_existing(ref: StudyRef, storage=None) -> optuna.Study | None:
@@ -125,9 +138,17 @@ def enqueue_seeds(study: optuna.Study, names: tuple[str, ...]) -> int:
 def open_session(settings: RunSettings, objective: Objective, data, device) -> Session:
     """Create or resume the study; every store is locked before it is opened (two processes
     creating the same fresh schema would race, on SQLite and PostgreSQL alike)."""
-    lock = StudyLock(settings.storage, settings.name)
+    storage_outage = Outage(
+        f"the Optuna storage {settings.storage.redacted}",
+        settings.outage_wait,
+        say,
+        max_delay=min(10.0, settings.heartbeat),  # heartbeats resume within one interval
+    )
+    lock = StudyLock(settings.storage, settings.name, outage=storage_outage)
     with lock():
         storage = open_storage(settings.storage, heartbeat=settings.heartbeat, grace=settings.grace)
+        if settings.storage.kind in ("sqlite", *SERVER_SCHEMES):  # a database can go away
+            storage = ResilientStorage(storage, storage_outage)
         study = load_existing(settings, storage)
         if study is not None:
             check_identity(study, settings, objective)
@@ -161,10 +182,17 @@ def open_session(settings: RunSettings, objective: Objective, data, device) -> S
         if settings.tracking.enabled:
             logged = {**record(settings), "device": str(device)}
             secrets = secrets_in(settings.storage.url, settings.tracking.url)
-            tracker = StudyTracker(
-                settings.tracking, study, settings=logged, data=data, secrets=secrets
+            outage = Outage(
+                f"the MLflow tracking server {settings.tracking.redacted}",
+                settings.outage_wait,
+                say,
             )
+            tracker = StudyTracker(
+                settings.tracking, study, settings=logged, data=data, secrets=secrets,
+                outage=outage,
+            )  # fmt: skip
         session = Session(settings, objective, study, lock, tracker, existing, before)
+        session.storage_outage = storage_outage
         if settings.enqueue_seeds and not settings.is_worker:
             session.enqueued = enqueue_seeds(study, settings.enqueue_seeds)
     return session

@@ -75,6 +75,7 @@ class RunSettings(StudyRef):
     workers_per_gpu: int = 1
     heartbeat: int = 30
     heartbeat_grace: int | None = None
+    outage_wait: float = 300.0
     compile: bool = False
     enqueue_seeds: tuple[str, ...] = ()
     report: bool = True

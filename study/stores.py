@@ -189,6 +189,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=60000")  # wait for another worker's write
         cursor.close()
 
 
@@ -266,8 +267,9 @@ class StudyLock:
     (``duplicate key ... pg_type_typname_nsp_index``). In-memory storage needs none.
     """
 
-    def __init__(self, storage: StorageURL, name: str):
+    def __init__(self, storage: StorageURL, name: str, *, outage=None):
         self.storage = storage
+        self.outage = outage  # a server's lock connection is retried through its outages
         self.key = zlib.crc32(f"latent-study:{name}".encode())
         self.engine = None
         if storage.kind == "postgresql":
@@ -290,16 +292,27 @@ class StudyLock:
                     fcntl.flock(f, fcntl.LOCK_UN)
             return
         if self.engine is not None:
-            from sqlalchemy import text
-
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
-                try:
-                    yield
-                finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            yield from self._advisory()
             return
         yield
+
+    def _advisory(self) -> Iterator[None]:
+        from sqlalchemy import text
+
+        def take():
+            conn = self.engine.connect()
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+            return conn
+
+        conn = self.outage.call(take) if self.outage is not None else take()
+        try:
+            yield
+        finally:
+            # A server that restarted meanwhile has dropped the lock with the connection.
+            with contextlib.suppress(Exception):
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            with contextlib.suppress(Exception):
+                conn.close()
 
 
 def tracking_client(tracking: TrackingURL):

@@ -17,6 +17,8 @@ from models import EpochResult, Split
 from objectives import TrialSpec
 
 from . import checkpoint, pictures
+from .outage import OutageError
+from .resilient import ResilientClient
 from .secrets import scrub, secrets_in
 from .stores import TrackingURL, tracking_client
 
@@ -100,11 +102,20 @@ class StudyTracker:
     """
 
     def __init__(
-        self, tracking: TrackingURL, study, *, settings: dict[str, Any], data, secrets=frozenset()
+        self,
+        tracking: TrackingURL,
+        study,
+        *,
+        settings: dict[str, Any],
+        data,
+        secrets=frozenset(),
+        outage=None,
     ):
         self.tracking = tracking
         self.secrets = set(secrets)  # scrubbed from every reason and traceback written
         self.client = tracking_client(tracking)
+        if outage is not None:  # every call retried while the server is away
+            self.client = ResilientClient(self.client, outage)
         self.study_name = study.study_name
         self.data = data
         self.experiment_id = experiment_id(self.client, study.study_name, tracking)
@@ -158,9 +169,12 @@ class StudyTracker:
 
     @staticmethod
     def safely(call, *args, **kwargs) -> str | None:
-        """Run a tracking call; what went wrong as one line (credentials scrubbed), or None."""
+        """Run a tracking call; what went wrong as one line (credentials scrubbed), or None.
+        An outage past ``--outage-wait`` is not a failed write: it stops the worker."""
         try:
             call(*args, **kwargs)
+        except OutageError:
+            raise
         except Exception as e:  # noqa: BLE001 - any failure of the store or a picture
             line = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
             return scrub(line, secrets_in())

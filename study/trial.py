@@ -25,6 +25,7 @@ from models import NonFiniteLossError
 from objectives import SEED_ATTR, Objective, run_trial, trial_spec
 
 from . import optuna_internals as internals
+from .outage import OutageError
 from .scheduler import Heartbeat, retry_history
 from .secrets import scrub, secrets_in
 from .settings import RunSettings
@@ -176,6 +177,13 @@ class _Life:
                 f"{str(e).splitlines()[0][:300]}"
             )
             self.error = e
+        except OutageError as e:
+            # The trial stays RUNNING in a storage that is away; the next run finds it silent
+            # and retries it from its last epoch. Its MLflow run is closed if that can be.
+            if self.mlflow_run is not None and "tracking" not in e.server:
+                self.mlflow_run.model = None
+                self.runner.tracker.safely(self.mlflow_run.close, "FAIL", reason=str(e))
+            raise
         except KeyboardInterrupt as e:
             self.reason = "interrupted (Ctrl-C or SIGTERM); re-running the study retries it"
             self.error = e

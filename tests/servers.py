@@ -53,11 +53,27 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+class Server(str):
+    """A server's URL (a ``str``) that can also be stopped and started again, on the same
+    port and with the same data: what a restart or a failover looks like to its clients."""
+
+    def __new__(cls, url: str, start, stop):
+        self = super().__new__(cls, url)
+        self._start, self._stop = start, stop
+        return self
+
+    def start(self) -> None:
+        self._start()
+
+    def stop(self) -> None:
+        self._stop()
+
+
 @contextlib.contextmanager
 def mlflow_server(
     backend: str, workdir: Path, *, serve_artifacts: bool = False, admin_password: str | None = None
 ):
-    """``mlflow server`` on a free loopback port; yields its URL.
+    """``mlflow server`` on a free loopback port; yields its URL (a ``Server``).
 
     ``admin_password``: run MLflow's basic-auth app, whose admin user ``admin`` has it (the
     clients then need MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD).
@@ -90,16 +106,23 @@ def mlflow_server(
         )
         cmd += ["--app-name", "basic-auth"]
         env.update(MLFLOW_AUTH_CONFIG_PATH=str(config), MLFLOW_FLASK_SERVER_SECRET_KEY="tests")
-    log = (workdir / "mlflow-server.log").open("w")
-    proc = subprocess.Popen(
-        cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
-    )
+    log = (workdir / "mlflow-server.log").open("a")
     url = f"http://127.0.0.1:{port}"
-    try:
+    procs = []
+
+    def start() -> None:
+        proc = subprocess.Popen(
+            cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+        )  # fmt: skip
+        procs.append(proc)
         wait_until(lambda: http_ok(f"{url}/health"), timeout=90, what="mlflow server", proc=proc)
-        yield url
+
+    start()
+    try:
+        yield Server(url, start, lambda: stop(procs[-1]))
     finally:
-        stop(proc)
+        stop(procs[-1])
         log.close()
 
 
@@ -165,7 +188,8 @@ def postgres(databases=("optuna", "mlflow"), *, password: str | None = None):
 
     Without ``password``: trust authentication. With it: scram-sha-256, the user's password
     is ``password`` (clients give it, e.g. through PGPASSWORD). Yields
-    ``postgresql://postgres@127.0.0.1:PORT`` (no password in it); the databases named exist.
+    ``postgresql://postgres@127.0.0.1:PORT`` (no password in it; a ``Server``, which
+    ``stop()`` and ``start()`` restart); the databases named exist.
     As root the server runs as the ``postgres`` user (initdb refuses root).
     """
     import tempfile
@@ -192,7 +216,14 @@ def postgres(databases=("optuna", "mlflow"), *, password: str | None = None):
     options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
     options += " -c max_connections=200"
     ctl = [*prefix, _pg_bin("pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log")]
-    subprocess.run([*ctl, "-o", options, "-w", "start"], check=True, capture_output=True)
+
+    def start() -> None:
+        subprocess.run([*ctl, "-o", options, "-w", "start"], check=True, capture_output=True)
+
+    def stop_fast() -> None:  # as a maintenance restart does: connections are closed
+        subprocess.run([*ctl, "-m", "fast", "-w", "stop"], check=True, capture_output=True)
+
+    start()
     url = f"postgresql://postgres@127.0.0.1:{port}"
     try:
         import psycopg
@@ -200,7 +231,7 @@ def postgres(databases=("optuna", "mlflow"), *, password: str | None = None):
         with psycopg.connect(f"{url}/postgres", autocommit=True, password=password) as conn:
             for db in databases:
                 conn.execute(f"CREATE DATABASE {db}")
-        yield url
+        yield Server(url, start, stop_fast)
     finally:
         subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 
@@ -33,21 +34,55 @@ def start(cwd, storage: str, tracking: str, name: str, trials: int) -> subproces
     )
 
 
-def pause_one_until_taken_over(procs, storage: str, name: str) -> tuple[int, int]:
-    """SIGSTOP the worker of a trial that has finished an epoch, wait (on the store) until
-    another worker fails that trial, SIGCONT it; (trial number, paused pid)."""
+def sqlite_locked(files) -> bool:
+    """Whether a (paused) process holds the write lock of one of these SQLite files."""
+    for path in files:
+        con = sqlite3.connect(path, timeout=0)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.rollback()
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            con.close()
+    return False
+
+
+def pause_mid_epoch(procs, storage: str, name: str, sqlite_files=()) -> tuple[int, int]:
+    """SIGSTOP a worker right after its trial reported an epoch, while it trains. A process
+    stopped inside a SQLite write would hold the database's lock (no worker could go on,
+    on a real machine too): then it is woken and paused again at its next epoch."""
     pids = {p.pid for p in procs}
 
-    def training_trial():
+    def epochs():
         study = optuna.load_study(study_name=name, storage=storage)
+        out = {}
         for t in study.get_trials(deepcopy=False, states=[TrialState.RUNNING]):
             pid = int(t.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
-            if t.intermediate_values and pid in pids:
-                return t.number, pid
-        return None
+            if pid in pids:
+                out[t.number] = (pid, len(t.intermediate_values))
+        return out
 
-    number, pid = wait_until(training_trial, timeout=300, what="a trial with one epoch done")
-    os.kill(pid, signal.SIGSTOP)
+    for _ in range(20):
+        seen = wait_until(epochs, timeout=300, what="a running trial")
+
+        def next_epoch(seen=seen):
+            now = epochs()
+            done = [(n, pid) for n, (pid, k) in now.items() if k > seen.get(n, (0, 0))[1]]
+            return done[0] if done else None
+
+        number, pid = wait_until(next_epoch, timeout=300, what="an epoch reported")
+        os.kill(pid, signal.SIGSTOP)
+        if not sqlite_locked(sqlite_files):
+            return number, pid
+        os.kill(pid, signal.SIGCONT)
+    raise AssertionError("never caught a worker outside a SQLite write")
+
+
+def pause_one_until_taken_over(procs, storage: str, name: str, sqlite_files=()):
+    """SIGSTOP the worker of a trial that is training, wait (on the store) until another
+    worker fails that trial, SIGCONT it; (trial number, paused pid)."""
+    number, pid = pause_mid_epoch(procs, storage, name, sqlite_files)
     try:
 
         def taken_over():

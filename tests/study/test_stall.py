@@ -10,7 +10,8 @@ def test_a_paused_worker_wakes_up_leaves_its_taken_over_trial_and_goes_on(tmp_pa
     name, trials = "stalled", 5
     procs = [start(tmp_path / w, storage, tracking, name, trials) for w in ("a", "b")]
     try:
-        number, _ = pause_one_until_taken_over(procs, storage, name)
+        files = [tmp_path / "optuna.db", tmp_path / "mlflow.db"]
+        number, _ = pause_one_until_taken_over(procs, storage, name, files)
         outs = [p.communicate(timeout=600)[0] for p in procs]
     finally:
         for p in procs:
