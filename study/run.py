@@ -301,9 +301,12 @@ def finish(session, stop_reason: str | None, seconds: float) -> int:
         print(f"Stopped: {stop_reason}.")
     metric = session.objective.metric
     print("\n".join(console.summary_lines(settings.name, summary, seconds, best, metric)))
-    encoder_run = publish_best(session, best)
-    if tracker is not None:
-        tracker.finish(summary)
+    # Under the study lock: several processes (the same command in several shells) may end
+    # at once and write the same parent-run tags, encoder and report.
+    with session.lock():
+        encoder_run = publish_best(session, best)
+        if tracker is not None:
+            tracker.finish(summary)
     experiment = tracker.experiment_id if tracker else None
     print("\n".join(console.commands(settings, experiment, encoder_run)))
     # A timeout is a stop the user asked for; failures or a failed worker are not.
