@@ -17,6 +17,7 @@ from ._engine import (
     train_epoch,
 )
 from ._registry import build_model, config_from_dict
+from ._serving import ServingModule, default_view
 from ._tasks import ClassifierTask, ReconTask, VAETask, recon_task, task_for
 from ._vae import VAE, VAEConfig
 from .presets import PRESETS, Preset
@@ -40,6 +41,7 @@ __all__ = [
     "NonFiniteLossError",
     "Preset",
     "ReconTask",
+    "ServingModule",
     "Split",
     "TrainConfig",
     "VAEConfig",
@@ -47,6 +49,7 @@ __all__ = [
     "autocast",
     "build_model",
     "config_from_dict",
+    "default_view",
     "evaluate",
     "fit",
     "make_optimizer",

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from .errors import UsageError
 from .secrets import scrub, secrets_in
-from .stores import DEFAULT_TRACKING, parse_storage, parse_tracking
+from .stores import DEFAULT_TRACKING, default_tracking, parse_storage, parse_tracking
 
 DATASETS = ("fashion-mnist", "mnist")
 OBJECTIVE_CHOICES = ("ae", "classifier", "vae")
@@ -63,11 +63,6 @@ def _url_type(parse):
 
     convert.__name__ = parse.__name__
     return convert
-
-
-def default_tracking() -> str:
-    """``$MLFLOW_TRACKING_URI`` when set (as for every MLflow tool), else the local store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING
 
 
 def add_study_options(p: argparse.ArgumentParser, *, storage_default: str) -> None:
@@ -150,6 +145,9 @@ def quiet_libraries() -> None:
     # MLflow logs a database error with its traceback before raising it; the harness reports
     # (and retries) the failures itself, in one line.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    # Per-trial models are pickled on purpose (with their code bundled); the registered ones
+    # are torch.export programs. MLflow warns about pickle at every save.
+    logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
     # MLflow draws a progress bar per artifact download (ours are single small files) and
     # prints "View run ... at URL" for every run it ends on a tracking server.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

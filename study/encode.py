@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--config", help="YAML/JSON file from study.export")
     src.add_argument("--run", metavar="RUN_ID", help="MLflow run id of a completed trial")
     src.add_argument("--checkpoint", metavar="PATH_OR_URI", help="a model.pt path or URI")
+    src.add_argument(
+        "--model",
+        metavar="models:/NAME@ALIAS",
+        help="a registered model, e.g. models:/classifier-fashion-mnist-encoder@best",
+    )
     add_tracking_option(p, from_config=True)
     what = p.add_mutually_exclusive_group()
     what.add_argument(
@@ -142,6 +147,8 @@ def load_encoder(s: EncodeSettings, device) -> Encoder:
     tracking = s.tracking.url if s.tracking is not None else None
     if s.config:
         return Encoder.from_config(s.config, tracking_uri=tracking, device=device)
+    if s.model:
+        return Encoder.from_registry(s.model, tracking_uri=tracking, device=device)
     if s.run:
         if not RUN_ID.match(s.run):
             raise EncodeError(

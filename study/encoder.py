@@ -29,9 +29,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from models import ServingModule
+
 from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
 from .errors import CheckpointError, EncodeError
-from .stores import DEFAULT_TRACKING, TrackingURL, parse_tracking, tracking_client
+from .secrets import redact
+from .stores import (
+    DEFAULT_TRACKING,
+    TrackingURL,
+    default_tracking,
+    parse_tracking,
+    tracking_client,
+)
 
 ENCODER_DIR = "encoder"
 ENCODER_NAME = "encoder.pt2"
@@ -75,17 +84,6 @@ def as_images(images: Any, what: str = "images") -> torch.Tensor:
     return x
 
 
-class EncoderModule(torch.nn.Module):
-    """``forward(images) -> latents`` of a trained model: the part that gets exported."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(x)  # a VAE's mean
-
-
 class Encoder:
     """A trained model with ``encode``/``decode``; build it with :meth:`load`."""
 
@@ -103,8 +101,11 @@ class Encoder:
     def load(
         cls, source: str | Path, *, tracking_uri: str | None = None, device: str = "cpu"
     ) -> Encoder:
-        """From an exported config file, an MLflow run id, or a checkpoint path / URI."""
+        """From an exported config file, an MLflow run id, a registered model
+        (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``), or a checkpoint path / URI."""
         text = str(source)
+        if text.startswith("models:/"):
+            return cls.from_registry(text, tracking_uri=tracking_uri, device=device)
         path = Path(text).expanduser()
         if path.suffix.lower() in CONFIG_SUFFIXES:
             return cls.from_config(path, tracking_uri=tracking_uri, device=device)
@@ -125,6 +126,36 @@ class Encoder:
         except CheckpointError as e:
             raise EncodeError(str(e)) from None
         return cls(model, spec, source=str(uri), device=device)
+
+    @classmethod
+    def from_registry(cls, uri: str, *, tracking_uri: str | None = None, device: str = "cpu"):
+        """A registered model version's run: its checkpoint holds the whole model."""
+        uri = uri.rstrip("/")
+        if not uri.startswith("models:/"):
+            raise EncodeError(f"{uri!r} is not a registered model URI; use models:/NAME@ALIAS")
+        rest = uri[len("models:/") :]
+        tracking = tracking_uri or default_tracking()
+        try:
+            client = tracking_client(parse_tracking(tracking))
+            if "@" in rest:
+                name, alias = rest.split("@", 1)
+                version = client.get_model_version_by_alias(name, alias)
+            elif "/" in rest:
+                name, number = rest.split("/", 1)
+                version = client.get_model_version(name, number)
+            else:
+                raise EncodeError(f"{uri!r} names no version: use models:/NAME@ALIAS or /VERSION")
+        except EncodeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - MLflow raises many kinds for a missing model
+            first = " ".join(str(e).split())[:200] or type(e).__name__
+            raise EncodeError(
+                f"no registered model {uri!r} in {redact(tracking)} ({first}); see the MLflow "
+                "UI's Models tab for the names and aliases, or pass the store's --tracking-uri"
+            ) from None
+        encoder = cls.from_run(version.run_id, tracking_uri=tracking, device=device)
+        encoder.source = uri
+        return encoder
 
     @classmethod
     def from_run(cls, run_id: str, *, tracking_uri: str | None = None, device: str = "cpu"):
@@ -154,7 +185,7 @@ class Encoder:
     ) -> Encoder:
         from objectives import TrialSpec
 
-        from .export import read_config
+        from .config_file import read_config
 
         cfg = read_config(path)
         uri = cfg.get("checkpoint_uri")
@@ -284,7 +315,7 @@ class Encoder:
         if path.suffix != ".pt2":
             raise EncodeError(f"encoder file {str(path)!r} must end in .pt2 (torch.export)")
         model = copy.deepcopy(self.model).float().cpu().eval()
-        module = EncoderModule(model).eval()
+        module = ServingModule(model, "encode").eval()
         for p in module.parameters():
             p.requires_grad_(False)
         example = torch.rand(2, 1, 28, 28)

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
 from .cli import Parser, add_study_options, entry, non_negative_int
+from .config_file import write_config
 from .errors import UsageError
 from .settings import ExportSettings, from_namespace
 from .stores import DEFAULT_STORAGE, TrackingURL, tracking_client
-
-EXPORT_KEYS = {
-    "objective",
-    "dataset",
-    "data_digest",
-    "metric",
-    "value",
-    "direction",
-    "study",
-    "trial",
-    "mlflow_run_id",
-    "tracking_uri",
-    "checkpoint_uri",
-    "model",
-    "train",
-    "params",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,39 +36,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="output file; .json writes JSON, anything else YAML (default: %(default)s)",
     )
     return p
-
-
-def write_config(data: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(data, indent=2) + "\n")
-    else:
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    """Read an exported (or hand-written) YAML/JSON config; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(
-            f"config file {str(path)!r} does not exist; export one with "
-            "python -m study.export --out FILE"
-        )
-    text = path.read_text()
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UsageError(
-            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}"
-            f" ({first}); fix or re-export it"
-        ) from None
-    if not isinstance(data, dict):
-        raise UsageError(
-            f"{path} must hold a mapping with objective, model and train, "
-            f"but holds {type(data).__name__}"
-        )
-    return data
 
 
 def export_trial(study, trial, *, dataset: str, tracking: TrackingURL) -> dict[str, Any]:

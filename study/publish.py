@@ -13,6 +13,8 @@ def publish_best(session, best) -> str | None:
     encoder_run = None
     if session.tracker is not None:
         encoder_run = publish_encoder_of(session.tracker, best)
+        if encoder_run is not None:
+            register(session.tracker, best)
     if session.settings.report:
         write_study_report(session)
     return encoder_run
@@ -36,6 +38,23 @@ def publish_encoder_of(tracker, best) -> str | None:
     tracker.client.set_tag(tracker.parent_run_id, "best_encoder_uri", uri)
     print(f"Encoder of trial {best.number}: {uri}")
     return run_id
+
+
+def register(tracker, best) -> None:
+    """The best encoder (and classifier) in the Model Registry under the alias ``best``."""
+    from .registry import ALIAS, register_best
+
+    try:
+        versions = register_best(
+            tracker.client, tracker.experiment_id, tracker.study_name, best,
+            tracking_uri=tracker.tracking.url,
+        )  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - the study's results are saved either way
+        line = scrub(" ".join(str(e).split())[:300], secrets_in(tracker.tracking.url))
+        print(f"warning: could not register the best trial's models: {line}", file=sys.stderr)
+        return
+    for name, version in versions.items():
+        print(f"Registered: models:/{name}@{ALIAS} (version {version}, trial {best.number})")
 
 
 def write_study_report(session) -> None:

@@ -155,44 +155,55 @@ def open_session(settings: RunSettings, objective: Objective, data, device) -> S
             warn_if_other_data(study, data)
             warn_if_other_estimator(study, settings)
         before = counts(study) if study is not None else {}
-        # A fresh seed per session (and worker): a resumed study must not replay its first
-        # random trials.
-        offset = sum(before.values()) + 1000 * (settings.worker_index or 0)
         existing = study is not None
-        study = optuna.create_study(
-            study_name=settings.name,
-            storage=storage,
-            sampler=make_sampler(settings.sampler, settings.seed + offset),
-            pruner=make_pruner(settings.pruner, settings.epochs),
-            direction=objective.direction,
-            load_if_exists=True,
-        )
-        for key, value in (
-            ("objective", settings.objective),
-            ("dataset", settings.dataset),
-            ("metric", objective.metric),
-        ):
-            if key not in study.user_attrs:  # also fills in a study created outside the CLI
-                study.set_user_attr(key, value)
+        study = create_or_load(settings, objective, storage, offset=sum(before.values()))
         if not existing:  # what only a study started by this version can vouch for
             study.set_user_attr("data_digest", data.digest)
             if settings.objective == "vae":
                 study.set_user_attr("nelbo_estimator", NELBO_ESTIMATOR)
-        tracker = None
-        if settings.tracking.enabled:
-            logged = {**record(settings), "device": str(device)}
-            secrets = secrets_in(settings.storage.url, settings.tracking.url)
-            outage = Outage(
-                f"the MLflow tracking server {settings.tracking.redacted}",
-                settings.outage_wait,
-                say,
-            )
-            tracker = StudyTracker(
-                settings.tracking, study, settings=logged, data=data, secrets=secrets,
-                outage=outage,
-            )  # fmt: skip
+        tracker = make_tracker(settings, study, data, device)
         session = Session(settings, objective, study, lock, tracker, existing, before)
         session.storage_outage = storage_outage
         if settings.enqueue_seeds and not settings.is_worker:
             session.enqueued = enqueue_seeds(study, settings.enqueue_seeds)
     return session
+
+
+def create_or_load(settings: RunSettings, objective: Objective, storage, *, offset: int):
+    """The study with this session's sampler and pruner, its identity attributes filled in."""
+    # A fresh seed per session (and worker): a resumed study must not replay its first
+    # random trials.
+    offset += 1000 * (settings.worker_index or 0)
+    study = optuna.create_study(
+        study_name=settings.name,
+        storage=storage,
+        sampler=make_sampler(settings.sampler, settings.seed + offset),
+        pruner=make_pruner(settings.pruner, settings.epochs),
+        direction=objective.direction,
+        load_if_exists=True,
+    )
+    for key, value in (
+        ("objective", settings.objective),
+        ("dataset", settings.dataset),
+        ("metric", objective.metric),
+    ):
+        if key not in study.user_attrs:  # also fills in a study created outside the CLI
+            study.set_user_attr(key, value)
+    return study
+
+
+def make_tracker(settings: RunSettings, study, data, device) -> StudyTracker | None:
+    if not settings.tracking.enabled:
+        return None
+    outage = Outage(
+        f"the MLflow tracking server {settings.tracking.redacted}", settings.outage_wait, say
+    )
+    return StudyTracker(
+        settings.tracking,
+        study,
+        settings={**record(settings), "device": str(device)},
+        data=data,
+        secrets=secrets_in(settings.storage.url, settings.tracking.url),
+        outage=outage,
+        storage=settings.storage,
+    )

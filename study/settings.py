@@ -150,6 +150,7 @@ class EncodeSettings:
     config: str | None = None
     run: str | None = None
     checkpoint: str | None = None
+    model: str | None = None
     tracking: TrackingURL | None = None  # None: the config's, else the default store
     split: str = "test"
     images: str | None = None

@@ -95,6 +95,11 @@ class TrackingURL:
         return (self.path.parent.resolve() / "artifacts" / safe).as_uri()
 
 
+def default_tracking() -> str:
+    """``$MLFLOW_TRACKING_URI`` when set (as for every MLflow tool), else the local store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING
+
+
 def parse_storage(text: str) -> StorageURL:
     """``--storage`` as a typed value; a usage error for anything Optuna cannot open."""
     if text == "memory":

@@ -8,7 +8,6 @@ whatever it carries.
 from __future__ import annotations
 
 import tempfile
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,9 @@ from models import EpochResult, Split
 from objectives import TrialSpec
 
 from . import checkpoint, pictures
+from .optuna_artifacts import DashboardRecords, artifact_store
 from .outage import OutageError
+from .records import as_metrics, as_params, as_tags, context_tags, data_inputs, epoch_metrics
 from .resilient import ResilientClient
 from .secrets import scrub, secrets_in
 from .stores import TrackingURL, tracking_client
@@ -26,7 +27,6 @@ STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 RESUME_DIR = "resume"
 RESUME_NAME = "state.pt"
 PARENT_ATTR = "mlflow_parent_run_id"
-MAX_PARAM = 6000  # MLflow's limit on a param value
 
 
 def experiment_id(client, name: str, tracking: TrackingURL) -> str:
@@ -37,61 +37,6 @@ def experiment_id(client, name: str, tracking: TrackingURL) -> str:
             client.restore_experiment(exp.experiment_id)
         return exp.experiment_id
     return client.create_experiment(name, artifact_location=tracking.artifact_location(name))
-
-
-def epoch_metrics(result: EpochResult) -> dict[str, float]:
-    """``train_loss``, ``val_acc``, ... for the main phase; ``pretrain_`` prefix before it."""
-    prefix = "" if result.phase == "train" else f"{result.phase}_"
-    out = {f"{prefix}train_{k}": v for k, v in result.train.items()}
-    out.update({f"{prefix}val_{k}": v for k, v in result.val.items()})
-    out[f"{prefix}epoch_time"] = result.seconds
-    return out
-
-
-def as_params(flat: dict[str, Any]):
-    from mlflow.entities import Param
-
-    return [Param(k, str(v)[:MAX_PARAM]) for k, v in flat.items()]
-
-
-def as_metrics(values: dict[str, float], step: int):
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    return [Metric(k, float(v), now, step) for k, v in values.items()]
-
-
-CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
-
-
-def data_inputs(data, sizes: dict[str, int]):
-    """MLflow dataset inputs for the splits a run saw (``{"train": n, ...}``): name, digest,
-    source and size, shown in the runs table's Dataset column."""
-    import json
-
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-
-    from .data import split_digest
-
-    return [
-        DatasetInput(
-            Dataset(
-                name=f"{data.name}-{split}",
-                digest=split_digest(data.digest, split, n),
-                source_type="local",
-                source=json.dumps({"uri": data.location or data.source}),
-                profile=json.dumps({"num_rows": n, "images": "uint8 28x28", "classes": 10}),
-            ),
-            tags=[InputTag("mlflow.data.context", CONTEXTS[split])],
-        )
-        for split, n in sizes.items()
-    ]
-
-
-def as_tags(values: dict[str, Any]):
-    from mlflow.entities import RunTag
-
-    return [RunTag(k, str(v)[:5000]) for k, v in values.items()]
 
 
 class StudyTracker:
@@ -110,16 +55,22 @@ class StudyTracker:
         data,
         secrets=frozenset(),
         outage=None,
+        storage=None,
     ):
         self.tracking = tracking
         self.secrets = set(secrets)  # scrubbed from every reason and traceback written
         self.client = tracking_client(tracking)
         if outage is not None:  # every call retried while the server is away
             self.client = ResilientClient(self.client, outage)
+        self.context_tags = context_tags()
         self.study_name = study.study_name
         self.data = data
         self.experiment_id = experiment_id(self.client, study.study_name, tracking)
         self.parent_run_id = self._parent(study, settings)
+        self.dashboard = None  # pictures and notes for optuna-dashboard, beside the storage
+        if storage is not None:
+            store = artifact_store(storage, tracking, self.client, self.parent_run_id)
+            self.dashboard = DashboardRecords(store, tracking, self.experiment_id)
 
     def _parent(self, study, settings: dict[str, Any]) -> str:
         run_id = study.user_attrs.get(PARENT_ATTR)
@@ -135,7 +86,7 @@ class StudyTracker:
         run = self.client.create_run(
             self.experiment_id,
             run_name=self.study_name,
-            tags={"optuna.study": self.study_name, "kind": "study"},
+            tags={**self.context_tags, "optuna.study": self.study_name, "kind": "study"},
         )
         run_id = run.info.run_id
         self._tag_settings(run_id, settings)
@@ -150,6 +101,7 @@ class StudyTracker:
 
     def start_trial(self, trial, *, objective: str) -> TrialRun:
         tags = {
+            **self.context_tags,
             "mlflow.parentRunId": self.parent_run_id,
             "optuna.study": self.study_name,
             "optuna.trial_number": str(trial.number),
@@ -164,7 +116,7 @@ class StudyTracker:
         self.client.log_inputs(run.info.run_id, datasets=data_inputs(self.data, sizes))
         return TrialRun(
             self.client, run.info.run_id, dataset=self.data.name, val=self.data.val,
-            secrets=self.secrets,
+            secrets=self.secrets, experiment_id=self.experiment_id, dashboard=self.dashboard,
         )  # fmt: skip
 
     @staticmethod
@@ -234,9 +186,21 @@ class TrialRun:
     """One trial's nested MLflow run."""
 
     def __init__(
-        self, client, run_id: str, *, dataset: str, val: Split, save_resume=True, secrets=()
+        self,
+        client,
+        run_id: str,
+        *,
+        dataset: str,
+        val: Split,
+        save_resume=True,
+        secrets=(),
+        experiment_id: str | None = None,
+        dashboard=None,
     ):
         self.client = client
+        self.experiment_id = experiment_id
+        self.dashboard = dashboard
+        self.trial = None
         self.secrets = set(secrets)
         self.save_resume = save_resume
         self.run_id = run_id
@@ -246,10 +210,20 @@ class TrialRun:
         self.model = None
         self.closed = False
 
-    def start(self, spec: TrialSpec, context: dict[str, Any]) -> None:
-        """Log every sampled and fixed setting, plus the run's context, as params."""
+    def start(self, spec: TrialSpec, context: dict[str, Any], trial=None) -> None:
+        """Log every setting of the spec, the run's context and, under Optuna's own names,
+        the trial's sampled parameters and number as params (the number also as a metric,
+        an axis for the MLflow UI's charts)."""
         self.spec = spec
-        self.client.log_batch(self.run_id, params=as_params({**spec.flat_params(), **context}))
+        params = {**spec.flat_params(), **context}
+        metrics = {}
+        if trial is not None:
+            self.trial = trial
+            params.update({**trial.params, "trial_number": trial.number})
+            metrics["trial_number"] = trial.number
+            if self.dashboard is not None:
+                self.dashboard.note(trial, self.run_id)
+        self.client.log_batch(self.run_id, params=as_params(params), metrics=as_metrics(metrics, 0))
 
     def epoch(self, result: EpochResult) -> None:
         self.model = result.model
@@ -283,6 +257,16 @@ class TrialRun:
         path = checkpoint.save(self.model, self.spec, tmp / checkpoint.CHECKPOINT_NAME)
         self.client.log_artifact(self.run_id, str(path), checkpoint.CHECKPOINT_DIR)
 
+    def _logged_model(self) -> None:
+        from .registry import log_trial_model
+
+        if self.experiment_id is None or self.model is None:
+            return
+        example = self.val.images[:2].float().div(255)
+        log_trial_model(
+            self.client, self.experiment_id, self.run_id, self.model, self.spec, example
+        )
+
     def _pictures(self, tmp: Path) -> None:
         model, spec = self.model, self.spec
         if model is None or spec is None:
@@ -302,6 +286,8 @@ class TrialRun:
         for name in ("reconstructions.png", "latent.png"):
             if (tmp / name).exists():
                 self.client.log_artifact(self.run_id, str(tmp / name), "pictures")
+                if self.dashboard is not None and self.trial is not None:
+                    self.dashboard.picture(self.trial, tmp / name)
 
     def close(
         self,
@@ -326,6 +312,9 @@ class TrialRun:
             tmp_path = Path(tmp)
             if state == "COMPLETE":
                 self._checkpoint(tmp_path)
+                problem = StudyTracker.safely(self._logged_model)
+                if problem:
+                    tags["model_error"] = problem
             if state in ("COMPLETE", "PRUNED"):
                 problem = StudyTracker.safely(self._pictures, tmp_path)
                 if problem:

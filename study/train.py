@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def log_run(s: TrainSettings, cfg: dict, spec, model, history, test: dict[str, float], data) -> str:
     from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME, save
-    from .tracking import as_metrics, as_params, data_inputs, epoch_metrics, experiment_id
+    from .records import as_metrics, as_params, context_tags, data_inputs, epoch_metrics
+    from .tracking import experiment_id
 
     client = tracking_client(s.tracking)
     exp = s.experiment or cfg.get("study") or f"{spec.objective}-{cfg.get('dataset')}"
@@ -78,6 +79,7 @@ def log_run(s: TrainSettings, cfg: dict, spec, model, history, test: dict[str, f
         eid,
         run_name=f"{source}-trial-{cfg.get('trial', 'x')}",
         tags={
+            **context_tags(),
             "kind": source,
             "objective": spec.objective,
             "source_run_id": str(cfg.get("mlflow_run_id")),
@@ -110,7 +112,7 @@ def read_spec(path: Path) -> tuple[dict, object]:
     from objectives import TrialSpec
 
     from . import data as data_mod
-    from .export import EXPORT_KEYS, read_config
+    from .config_file import EXPORT_KEYS, read_config
 
     cfg = read_config(path)
     unknown = sorted(set(cfg) - EXPORT_KEYS)
@@ -172,8 +174,7 @@ def retrain(s: TrainSettings, spec, data, test, device):
 def config_tracking(cfg: dict):
     """The tracking store an export names (where its checkpoint lives), unless it was
     redacted; else ``$MLFLOW_TRACKING_URI`` or the local store."""
-    from .cli import default_tracking
-    from .stores import parse_tracking
+    from .stores import default_tracking, parse_tracking
 
     saved = cfg.get("tracking_uri")
     if isinstance(saved, str) and "***" not in saved:

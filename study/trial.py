@@ -71,7 +71,7 @@ class TrialReporter:
         self.trial.set_user_attr("spec", spec.to_dict())
         self.batch_size = spec.train.batch_size
         if self.run is not None:
-            self.run.start(spec, self.context)
+            self.run.start(spec, self.context, self.trial)
 
     def epoch(self, result) -> None:
         self.guard()
@@ -230,6 +230,12 @@ class _Life:
         resume = self.runner.tracker.fetch_resume(run_id) if run_id else None
         if resume is not None:
             self.mlflow_run.restored(resume["history"], history[-1])
+            # The snapshot is written before the epoch is reported to Optuna: an attempt
+            # stopped in between left the report out. The retry's record is whole again.
+            reported = internals.current(self.study, self.trial).intermediate_values
+            for h in resume["history"]:
+                if h["phase"] == "train" and h["epoch"] not in reported:
+                    self.trial.report(h["val"][h["metric"]], h["epoch"])
         return resume
 
     def secrets(self) -> set[str]:

@@ -81,3 +81,46 @@ def test_mlflow_ui_lists_the_trials_and_renders_curves_and_artifacts(study_copy,
         # The study's report hangs off the parent run.
         d.get(f"{url}/#/experiments/{exp}/runs/{parents[0].info.run_id}/artifacts")
         wait.until(body_has("report"))
+
+        # The Model Registry: the study's best encoder and classifier, alias "best".
+        name = f"{study.study_name}-encoder"
+        d.get(f"{url}/#/models")
+        wait.until(body_has(name, f"{study.study_name}-classifier", "Aliased versions"))
+        d.get(f"{url}/#/models/{name}")
+        wait.until(body_has(name, "Version 1", "Aliases", "best"))
+        screenshot(d, tmp_path, "mlflow-registry.png")
+
+
+def test_optuna_dashboard_shows_a_trials_pictures_and_its_mlflow_link(study_copy, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.servers import free_port, http_ok, stop, wait_until
+
+    study, client, _, _ = load(study_copy)
+    trial = study.best_trial
+    port = free_port()
+    cmd = [sys.executable, "-m", "study.dashboard", "--port", str(port)]
+    cmd += ["--storage", f"sqlite:///{study_copy}/optuna.db"]
+    cmd += ["--tracking-uri", f"sqlite:///{study_copy}/mlflow.db"]
+    log = (tmp_path / "dashboard.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(f"{url}/api/studies"), timeout=90, what="dashboard", proc=proc)
+        with chromium(tmp_path / "profile") as d:
+            wait = WebDriverWait(d, 60)
+            d.get(f"{url}/dashboard/studies/1/trials?numbers={trial.number}")
+            wait.until(body_has(f"Trial {trial.number}", "Note", "Artifacts", "latent.png"))
+            link = d.find_element(By.LINK_TEXT, f"trial-{trial.number}")
+            assert trial.user_attrs["mlflow_run_id"] in link.get_attribute("href")
+            wait.until(
+                lambda d: any(
+                    d.execute_script("return arguments[0].naturalWidth", img) > 100
+                    for img in d.find_elements(By.CSS_SELECTOR, "img[src*='/artifacts/']")
+                )
+            )
+            screenshot(d, tmp_path, "optuna-dashboard.png")
+    finally:
+        stop(proc)
+        log.close()

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -288,3 +289,85 @@ def test_bad_input_is_one_line_and_exit_2(classifier_study, tmp_path, capsys, ca
     assert fragment in err
     assert not (tmp_path / "z.npz").exists()
     assert sorted(p.name for p in classifier_study.iterdir()) == before
+
+
+def test_the_best_encoder_is_registered_and_loads_by_alias(classifier_study, capsys):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{classifier_study}/mlflow.db"
+    study, *_ = load(classifier_study)
+    best_run = study.best_trial.user_attrs["mlflow_run_id"]
+    client = MlflowClient(tracking_uri=uri)
+    for name in ("classifier-fashion-mnist-encoder", "classifier-fashion-mnist-classifier"):
+        version = client.get_model_version_by_alias(name, "best")
+        assert version.run_id == best_run
+    enc = Encoder.load("models:/classifier-fashion-mnist-encoder@best", tracking_uri=uri)
+    direct = Encoder.from_run(best_run, tracking_uri=uri)
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(enc.encode(x), direct.encode(x))
+
+
+@pytest.mark.parametrize(
+    "source, needle",
+    [
+        ("models:/nope@best", "no registered model 'models:/nope@best'"),
+        ("models:/classifier-fashion-mnist-encoder@worst", "@worst"),
+        ("models:/classifier-fashion-mnist-encoder", "names no version"),
+    ],
+)
+def test_a_registered_model_that_is_not_there_is_one_line(classifier_study, capsys, source, needle):
+    uri = f"sqlite:///{classifier_study}/mlflow.db"
+    with pytest.raises(EncodeError, match=re.escape(needle)):
+        Encoder.load(source, tracking_uri=uri)
+    argv = ["--model", source, "--tracking-uri", uri, "--limit", "5", "--out", "/tmp/never.npz"]
+    assert encode.main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+
+
+def test_an_unreachable_registry_is_a_clear_error():
+    with pytest.raises(EncodeError, match="no registered model .* http://127.0.0.1:9"):
+        Encoder.load("models:/x@best", tracking_uri="http://127.0.0.1:9")
+
+
+def test_registered_models_load_with_mlflow_alone(classifier_study):
+    """mlflow.pytorch.load_model in a fresh interpreter that cannot import this project."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        for m in ("study", "models", "objectives"):
+            sys.modules[m] = None
+        import mlflow, torch
+        mlflow.set_tracking_uri("sqlite:///{classifier_study}/mlflow.db")
+        enc = mlflow.pytorch.load_model("models:/classifier-fashion-mnist-encoder@best")
+        clf = mlflow.pytorch.load_model("models:/classifier-fashion-mnist-classifier@best")
+        x = torch.rand(3, 1, 28, 28)
+        print(tuple(enc(x).shape)[0], tuple(clf(x).shape))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-3:] == ["3", "(3,", "10)"]
+
+
+def test_the_alias_moves_when_another_trial_becomes_the_best(study_copy):
+    from mlflow import MlflowClient
+
+    from study.registry import register_best
+
+    uri = f"sqlite:///{study_copy}/mlflow.db"
+    study, client, *_ = load(study_copy)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(study.study_name).experiment_id
+    name = f"{study.study_name}-encoder"
+    best = study.best_trial
+    before = client.get_model_version_by_alias(name, "best")
+    assert register_best(client, exp, study.study_name, best, tracking_uri=uri)[name] == (
+        before.version
+    )  # the same best: nothing new
+    other = next(t for t in study.trials if t.state.name == "COMPLETE" and t != best)
+    moved = register_best(client, exp, study.study_name, other, tracking_uri=uri)[name]
+    now = client.get_model_version_by_alias(name, "best")
+    assert now.version == moved != before.version
+    assert now.run_id == other.user_attrs["mlflow_run_id"]
+    assert now.tags["optuna.trial_number"] == str(other.number)

@@ -36,7 +36,19 @@ def check_study(path, name, n, metric):
         digest = data.digest_of("fashion-mnist")
         assert seen["fashion-mnist-val"].dataset.digest == data.split_digest(digest, "val", 200)
         assert seen["fashion-mnist-train"].tags[0].value == "training"
+        # One vocabulary: Optuna's parameter names and the trial number, as MLflow params.
+        for name, value in trial.params.items():
+            assert r.data.params[name] == str(value)
+        assert r.data.params["trial_number"] == str(trial.number)
+        assert r.data.metrics["trial_number"] == trial.number
+        assert {"mlflow.user", "mlflow.source.name"} <= set(r.data.tags)
         if trial.state.name == "COMPLETE":
+            # Its model, logged to its run (mlflow.pytorch, with a signature).
+            found = client.search_logged_models(
+                [r.info.experiment_id], filter_string=f"source_run_id = '{r.info.run_id}'"
+            )
+            (logged,) = [m for m in found if m.name == "model"]  # the best's also has "encode"
+            assert str(logged.status) in ("READY", "LoggedModelStatus.READY")
             assert history[-1].value == pytest.approx(trial.value)
             assert artifacts(client, r.info.run_id, "checkpoint") == ["checkpoint/model.pt"]
             assert "pictures/latent.png" in artifacts(client, r.info.run_id, "pictures")
@@ -249,3 +261,14 @@ def test_resuming_a_vae_study_scored_at_the_posterior_mean_warns(tmp_path, capsy
             study_name="vae-fashion-mnist", storage=f"sqlite:///{tmp_path}/optuna.db"
         ).user_attrs
     )  # it still is such a study: the warning stays
+
+
+def test_the_tracking_uri_defaults_to_the_mlflow_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/from-env.db")
+    argv = [*TINY, "--storage", f"sqlite:///{tmp_path}/optuna.db", "--trials", "1"]
+    assert run.main([*argv, "--objective", "ae", "--no-report"]) == 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/from-env.db")
+    exp = client.get_experiment_by_name("ae-fashion-mnist")
+    assert len(client.search_runs([exp.experiment_id])) == 2  # the parent and the trial

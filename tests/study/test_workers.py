@@ -19,6 +19,10 @@ def _check(path, output):
     assert sorted(r.data.tags["optuna.trial_number"] for r in runs) == [str(n) for n in numbers]
     assert {r.info.status for r in runs} <= {"FINISHED", "KILLED"}
     assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.info.run_id for r in runs}
+    # MLflow's context tags, as its fluent API would set them (this is a git checkout).
+    for r in runs:
+        assert r.data.tags["mlflow.source.name"].endswith("study/run.py")
+        assert len(r.data.tags["mlflow.source.git.commit"]) == 40
 
 
 def test_workers_option_runs_the_study_in_parallel(tmp_path):
