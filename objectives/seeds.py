@@ -22,6 +22,7 @@ from models import PRESETS, ClassifierConfig, ConfigError, VAEConfig
 from ._base import Objective, TrialSpec
 
 SEED_ATTR = "seed_preset"
+IN_SPACE_ATTR = "seed_in_space"  # the seed was enqueued with its own parameter values
 S0 = PRESETS["s0-latent-classifier"]
 
 
@@ -61,6 +62,90 @@ def seed_spec(objective: str, name: str, *, max_epochs: int) -> TrialSpec:
 def trial_spec(trial: optuna.Trial, objective: Objective, *, max_epochs: int) -> TrialSpec:
     """What ``trial`` trains: its seed system's preset if it carries one, else a sample."""
     preset = trial.user_attrs.get(SEED_ATTR)
-    if preset is not None:
+    if preset is not None and not trial.user_attrs.get(IN_SPACE_ATTR):
         return seed_spec(objective.name, preset, max_epochs=max_epochs)
+    # A seed enqueued with its parameters: suggesting records them, and rebuilds its spec.
     return objective.suggest(trial, max_epochs=max_epochs)
+
+
+def _encoder_params(prefix: str, config, *, with_recon: bool = False) -> dict:
+    """``config`` (an MLP or conv AE, or a VAE's) as the space's parameters under ``prefix``."""
+    from models import MLPAEConfig
+
+    ae = config.autoencoder if isinstance(config, VAEConfig) else config
+    p = {f"{prefix}.activation": ae.activation}
+    if isinstance(ae, MLPAEConfig):
+        p[f"{prefix}.arch"] = "mlp"
+        p[f"{prefix}.mlp.layers"] = len(ae.hidden)
+        p.update({f"{prefix}.mlp.width{i}": w for i, w in enumerate(ae.hidden)})
+        p[f"{prefix}.latent_dim"] = ae.latent_dim
+    else:
+        p[f"{prefix}.arch"] = "conv"
+        p[f"{prefix}.conv.stages"] = len(ae.channels)
+        p.update({f"{prefix}.conv.ch{i}": c for i, c in enumerate(ae.channels)})
+        p[f"{prefix}.conv.downsample"] = ae.downsample
+        p[f"{prefix}.conv.batch_norm"] = ae.batch_norm
+        if not isinstance(config, VAEConfig):
+            p[f"{prefix}.conv.fc_bottleneck"] = ae.fc_latent is not None
+        if ae.fc_latent is not None:
+            p[f"{prefix}.latent_dim"] = ae.fc_latent
+    if isinstance(config, VAEConfig):
+        p[f"{prefix}.beta"] = config.beta
+    if with_recon:
+        p["ae.recon_loss"] = ae.recon_loss
+    return p
+
+
+def _train_params(train) -> dict:
+    p = {
+        "train.optimizer": train.optimizer,
+        f"train.{train.optimizer}.lr": train.lr,
+        "train.batch_size": train.batch_size,
+        "train.epochs": train.epochs,
+    }
+    if train.optimizer == "adamw":
+        p["train.adamw.weight_decay"] = train.weight_decay
+    return p
+
+
+def _candidate(objective: str, spec: TrialSpec) -> dict:
+    m = spec.model
+    if objective == "ae":
+        return {**_encoder_params("ae", m, with_recon=True), **_train_params(spec.train)}
+    if objective == "vae":
+        return {**_encoder_params("vae", m), **_train_params(spec.train)}
+    p = {"enc.family": "vae" if isinstance(m.encoder, VAEConfig) else "ae"}
+    p.update(_encoder_params("enc", m.encoder))
+    p["clf.freeze"] = m.freeze
+    p["clf.head_layers"] = len(m.head)
+    p.update({f"clf.head_width{i}": w for i, w in enumerate(m.head)})
+    if m.head:
+        p["clf.head_activation"], p["clf.dropout"] = m.head_activation, m.dropout
+    if m.pretrains:
+        p["clf.pretrain_epochs"] = m.pretrain_epochs
+    if m.freeze == "joint":
+        p["clf.recon_weight"] = m.recon_weight
+    return {**p, **_train_params(spec.train)}
+
+
+def seed_params(objective: Objective, name: str, *, max_epochs: int) -> dict | None:
+    """Preset ``name`` as the objective's own parameters, or None where the search space
+    cannot express it (a width, latent size, activation or layer it has no value for).
+
+    Checked by round trip: the objective's ``suggest`` must rebuild exactly the seed's spec
+    from these values, every one inside its distribution.
+    """
+    import warnings
+
+    spec = seed_spec(objective.name, name, max_epochs=max_epochs)
+    try:
+        params = _candidate(objective.name, spec)
+        fixed = optuna.trial.FixedTrial(params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # FixedTrial warns for a value out of range
+            rebuilt = objective.suggest(fixed, max_epochs=max_epochs)
+    except (ValueError, UserWarning, ConfigError, AttributeError):
+        return None
+    if rebuilt != spec or set(fixed.params) != set(params):
+        return None
+    return params

@@ -25,6 +25,15 @@ def header(session, data, device) -> list[str]:
             f"  resuming: {session.finished_before} of {s.trials} trials already finished"
             + (f" ({failed} failed ones do not count)" if failed else "")
         )
+    if s.enqueue_configs:
+        lines.append(f"  configs enqueued: {session.configs} of {len(s.enqueue_configs)}")
+    if session.warm is not None:
+        copied, outside = session.warm
+        lines.append(
+            f"  warm start: {copied} finished trials copied from {s.warm_start!r}"
+            + (f" ({outside} outside this search space left out)" if outside else "")
+            + "; they inform the sampler and do not count towards --trials"
+        )
     if s.enqueue_seeds:
         lines.append(
             f"  seed systems: {session.enqueued} enqueued "
@@ -41,6 +50,8 @@ def outcome_line(outcome, metric: str, best) -> str:
     best_text = (
         f"best {metric}={best.value:.4f} (trial {best.number})" if best is not None else "best -"
     )
+    if outcome.state == "PRUNED" and (outcome.reason or "").startswith("over budget"):
+        return f"trial {outcome.number:>4}  OVER BUDGET  {outcome.reason.split(': ', 1)[1]}"
     if outcome.state == "TAKEN_OVER":
         return (
             f"trial {outcome.number:>4}  {outcome.reason}; another worker failed it and "

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
-from .cli import Parser, add_study_options, entry, non_negative_int
+from .cli import Parser, add_study_options, entry, non_negative_int, positive_int
 from .config_file import write_config
 from .errors import UsageError
 from .settings import ExportSettings, from_namespace
@@ -28,6 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative_int,
         default=None,
         help="export this trial number instead of the best one",
+    )
+    p.add_argument(
+        "--max-params",
+        type=positive_int,
+        default=None,
+        help="export the best completed trial with at most N parameters",
+    )
+    p.add_argument(
+        "--max-latent",
+        type=positive_int,
+        default=None,
+        help="export the best completed trial with a latent size of at most N",
     )
     p.add_argument(
         "--out",
@@ -67,14 +79,39 @@ def export_trial(study, trial, *, dataset: str, tracking: TrackingURL) -> dict[s
     }
 
 
-def chosen_trial(study, number: int | None):
-    """Trial ``number`` if it completed, else the best; a usage error when there is none."""
+def within(complete: list, s: ExportSettings) -> list:
+    """The completed trials within the budget ``--max-params`` / ``--max-latent`` set."""
+    if s.max_params is None and s.max_latent is None:
+        return complete
+    fits = [
+        t
+        for t in complete
+        if "cost" in t.user_attrs
+        and (s.max_params is None or t.user_attrs["cost"]["params"] <= s.max_params)
+        and (s.max_latent is None or t.user_attrs["cost"]["latent"] <= s.max_latent)
+    ]
+    if not fits:
+        costed = [t.user_attrs["cost"] for t in complete if "cost" in t.user_attrs]
+        smallest = min((c["params"] for c in costed), default=None)
+        raise UsageError(
+            f"no completed trial of {s.name!r} is within --max-params {s.max_params} / "
+            f"--max-latent {s.max_latent}"
+            + (f"; the smallest has {smallest:,} parameters" if smallest is not None else "")
+        )
+    return fits
+
+
+def chosen_trial(study, number: int | None, s: ExportSettings | None = None):
+    """Trial ``number`` if it completed, else the best (within the budget, if one is set);
+    a usage error when there is none."""
     import optuna
+
+    from .scheduler import countable
 
     complete = [
         t
         for t in study.get_trials(deepcopy=False)
-        if t.state == optuna.trial.TrialState.COMPLETE and "spec" in t.user_attrs
+        if t.state == optuna.trial.TrialState.COMPLETE and "spec" in t.user_attrs and countable(t)
     ]
     if number is not None:
         chosen = [t for t in complete if t.number == number]
@@ -89,7 +126,9 @@ def chosen_trial(study, number: int | None):
             f"study {study.study_name!r} has no completed trial yet; run more trials "
             "(python -m study.run) before exporting"
         )
-    return study.best_trial
+    candidates = within(complete, s) if s is not None else complete
+    pick = max if study.direction.name == "MAXIMIZE" else min
+    return pick(candidates, key=lambda t: t.value)
 
 
 @entry
@@ -101,7 +140,7 @@ def export(s: ExportSettings) -> int:
     from .session import existing_study
 
     study = existing_study(s)
-    trial = chosen_trial(study, s.trial)
+    trial = chosen_trial(study, s.trial, s)
     data = export_trial(
         study, trial, dataset=study.user_attrs.get("dataset", s.dataset), tracking=s.tracking
     )

@@ -12,9 +12,16 @@ from optuna.storages import BaseStorage
 # Why: Optuna turns heartbeats on only for storages that are instances of this class; the
 # harness's ResilientStorage wraps an RDB storage and must keep them on.
 from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
-__all__ = ["BaseHeartbeat", "current", "heartbeat_interval", "stale_trial_ids"]
+__all__ = [
+    "FINISHED",
+    "BaseHeartbeat",
+    "StudyView",
+    "current",
+    "heartbeat_interval",
+    "stale_trial_ids",
+]
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
@@ -55,3 +62,33 @@ def heartbeat_interval(study: optuna.Study) -> int | None:
     """Seconds between heartbeats, or None where the storage has none (memory, journal)."""
     get = getattr(storage_of(study), "get_heartbeat_interval", None)
     return get() if get is not None else None
+
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class StudyView:
+    """A study as a sampler should see it: without the trials ``hide`` picks.
+
+    Why private: Optuna's samplers read a study's trials through ``Study._get_trials``; the
+    view filters there (everything else is the study's own).
+    """
+
+    def __init__(self, study: optuna.Study, hide):
+        self._study, self._hide = study, hide
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)
+
+    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False):
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return [t for t in trials if not self._hide(t)]
+
+    def get_trials(self, deepcopy: bool = True, states=None):
+        return [
+            t for t in self._study.get_trials(deepcopy=deepcopy, states=states) if not self._hide(t)
+        ]
+
+    @property
+    def trials(self):
+        return self.get_trials()

@@ -21,7 +21,7 @@ from objectives import SEED_ATTR
 
 from .cli import Parser, add_study_options, entry
 from .report_html import to_html
-from .report_plots import best_pictures, draw_plots
+from .report_plots import best_pictures, draw_plots, draw_tradeoffs
 from .report_tables import (
     GROUP_COLUMNS,
     fmt,
@@ -31,6 +31,7 @@ from .report_tables import (
     trial_rows,
     verdict,
 )
+from .scheduler import best_trial
 from .settings import ReportSettings, from_namespace
 from .stores import DEFAULT_STORAGE, check_tracking, tracking_client
 
@@ -38,7 +39,7 @@ REPORT_DIR = "report"
 SEED_COLUMNS = [
     ("system", "system"), ("trial", "trial"), ("state", "state"), ("value", "{metric}"),
     ("rank", "rank"), ("encoder", "encoder"), ("latent", "latent"),
-    ("written_for", "written for"),
+    ("written_for", "written for"), ("in_space", "in the search space"),
 ]  # fmt: skip
 
 
@@ -83,6 +84,12 @@ def questions(study, rows) -> list[str]:
         columns = [(k, title.format(metric=metric)) for k, title in SEED_COLUMNS]
         md += [md_table(seeds, columns), ""]
         md.append("Seeds are never pruned. Rank among completed trials (1 = best).")
+        if any(r.get("in_space") == "no" for r in seeds):
+            md.append(
+                "A seed the search space cannot express (a width, latent size, activation or "
+                "layer the space has no value for) trains as written but carries no parameter "
+                "values: it is kept out of the sampler's history."
+            )
         dataset = study.user_attrs.get("dataset", "fashion-mnist")
         other = sorted(
             {r["written_for"] for r in seeds if r.get("written_for", dataset) != dataset}
@@ -94,6 +101,24 @@ def questions(study, rows) -> list[str]:
             )
     else:
         md.append("No seed systems in this study (run with `--enqueue-seeds` to add them).")
+    return md
+
+
+def tradeoffs(study, out: Path) -> list[str]:
+    """The Pareto section: what each extra parameter or latent dimension buys."""
+    metric = study.user_attrs.get("metric", "value")
+    drawn, notes = draw_tradeoffs(study, out, metric)
+    md = ["", "## Trade-offs", ""]
+    md.append(
+        "Each point is a completed trial; a Pareto-optimal trial has no other that is at least "
+        "as good on both axes and better on one. Read along the front: how much of the metric "
+        "each step up in size buys (`study.export --max-params N` picks the best within a "
+        "budget)."
+    )
+    for title, caption, path, names, rows in drawn:
+        md += ["", f"### {title}", "", caption, "", f"![{title}]({path.name})", ""]
+        md.append(md_table(rows, [("trial", "trial"), ("a", names[0]), ("b", names[1])]))
+    md += [f"- {n}" for n in notes]
     return md
 
 
@@ -113,12 +138,11 @@ def write_report(study, out: Path, *, client=None, parent_run_id: str | None = N
     """Write plots, ``report.md`` and ``report.html`` to ``out``; log them to the parent run."""
     out.mkdir(parents=True, exist_ok=True)
     dataset = study.user_attrs.get("dataset", "fashion-mnist")
-    complete = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
-    best = study.best_trial if complete else None
+    best = best_trial(study)
     plots, notes, top = draw_plots(study, out)
     pictures = best_pictures(best, client, out, dataset) if best is not None else []
     md = overview(study, best, top) + questions(study, trial_rows(study))
-    md += figures(plots, notes, pictures, best)
+    md += tradeoffs(study, out) + figures(plots, notes, pictures, best)
     text = "\n".join(md).rstrip() + "\n"
     (out / "report.md").write_text(text)
     (out / "report.html").write_text(to_html(text, out, study.study_name))

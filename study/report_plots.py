@@ -9,6 +9,8 @@ from pathlib import Path
 
 from objectives import SEED_ATTR
 
+from .search import importance_evaluator
+
 
 def _save(ax_or_axes, path: Path, size=(8, 5)) -> Path:
     import numpy as np
@@ -51,13 +53,6 @@ class Plotter:
             self.plots.append((title, caption, _save(draw(), self.out / name, size)))
         except Exception as e:  # noqa: BLE001 - a plot needs trials the study may lack
             self.notes.append(f"{title}: not drawn ({str(e).splitlines()[0][:160]})")
-
-
-def importance_evaluator():
-    """fANOVA, named explicitly: Optuna's default evaluator changed (PED-ANOVA in 5.0)."""
-    import optuna
-
-    return optuna.importance.FanovaImportanceEvaluator(seed=0)
 
 
 def importances_of(sampled, notes: list[str]) -> dict[str, float]:
@@ -200,3 +195,70 @@ def prior_samples(encoder, path: Path, n: int = 32) -> Path:
 
 
 # -- the report -----------------------------------------------------------------------------
+
+
+TRADEOFFS = {
+    # name: (what, minimised quantity from a completed trial, its label)
+    "params": ("parameters", lambda t: t.user_attrs.get("cost", {}).get("params")),
+    "latent": ("latent size", lambda t: t.user_attrs.get("cost", {}).get("latent")),
+}
+
+
+def front_study(points, directions: list[str]):
+    """An in-memory two-objective study of (trial number, value, quantity) points."""
+    import optuna
+
+    mo = optuna.create_study(directions=directions)
+    for number, a, b in points:
+        mo.add_trial(optuna.trial.create_trial(values=[a, b], user_attrs={"trial": number}))
+    return mo
+
+
+def tradeoff_points(study, kind: str) -> list[tuple[int, float, float]]:
+    from .scheduler import countable
+
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name != "COMPLETE" or not countable(t):
+            continue
+        if kind == "kl":
+            val = t.user_attrs.get("val", {})
+            a, b = val.get("recon"), val.get("kl")
+        else:
+            a, b = t.value, TRADEOFFS[kind][1](t)
+        if a is not None and b is not None:
+            out.append((t.number, float(a), float(b)))
+    return out
+
+
+def draw_tradeoffs(study, out: Path, metric: str):
+    """Pareto fronts of the objective against each cost (and, for a VAE, reconstruction
+    against KL): [(title, caption, path, [Pareto-optimal rows])], notes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna.visualization.matplotlib as vis
+
+    maximize = study.direction.name == "MAXIMIZE"
+    kinds = ["params", "latent"] + (["kl"] if study.user_attrs.get("objective") == "vae" else [])
+    drawn, notes = [], []
+    for kind in kinds:
+        points = tradeoff_points(study, kind)
+        if len(points) < 2:
+            notes.append(f"Trade-off against {kind}: needs 2 completed trials with costs.")
+            continue
+        if kind == "kl":
+            names, directions = ["reconstruction", "KL"], ["minimize", "minimize"]
+        else:
+            names = [metric, TRADEOFFS[kind][0]]
+            directions = ["maximize" if maximize else "minimize", "minimize"]
+        mo = front_study(points, directions)
+        title = f"Trade-off: {names[0]} against {names[1]}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            path = _save(vis.plot_pareto_front(mo, target_names=names), out / f"pareto-{kind}.png")
+        front = sorted((t.user_attrs["trial"], *t.values) for t in mo.best_trials)
+        rows = [{"trial": n, "a": a, "b": int(b) if b.is_integer() else b} for n, a, b in front]
+        caption = f"Completed trials; the Pareto-optimal ones ({len(rows)}) are listed below."
+        drawn.append((title, caption, path, names, rows))
+    return drawn, notes

@@ -126,6 +126,7 @@ def trial_rows(study) -> list[dict[str, Any]]:
                 "state": t.state.name,
                 "value": value,
                 "seed": t.user_attrs.get(SEED_ATTR),
+                "in_space": bool(t.params),
                 "facts": describe(t.user_attrs["spec"]),
             }
         )
@@ -200,6 +201,7 @@ def seeds_table(trials, maximize: bool) -> list[dict[str, Any]]:
             "encoder": r["facts"]["encoder"],
             "latent": r["facts"]["latent"],
             "written_for": written_for(r["seed"]),
+            "in_space": "yes" if r.get("in_space") else "no",
         }
         for r in rows
     ]

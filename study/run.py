@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 import time
+from pathlib import Path
 
 from optuna.trial import TrialState
 
@@ -71,6 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
         "the objective, or a comma-separated list of preset names; each is enqueued once",
     )
     p.add_argument(
+        "--enqueue-config",
+        dest="enqueue_configs",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="run this exported configuration (study.export's file) first; repeatable; "
+        "each is queued once",
+    )
+    p.add_argument(
+        "--warm-start",
+        default=None,
+        metavar="STUDY",
+        help="copy the finished trials of another study of the same objective in the same "
+        "storage into this one's history (not counted in --trials, never re-trained)",
+    )
+    p.add_argument(
         "--no-report",
         dest="report",
         action="store_false",
@@ -123,6 +141,19 @@ def add_budget_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
         default=None,
         help="start no new trial after S seconds (default: no limit)",
     )
+    p.add_argument(
+        "--max-params",
+        type=positive_int,
+        default=None,
+        help="a parameter budget: the sampler learns to respect it (Optuna constraints) and a "
+        "model over it is recorded, not trained (default: none)",
+    )
+    p.add_argument(
+        "--max-latent",
+        type=positive_int,
+        default=None,
+        help="a latent-size budget, the same way (default: none)",
+    )
 
 
 def add_worker_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
@@ -169,7 +200,10 @@ def add_worker_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
 def settings_from_argv(argv: list[str]) -> RunSettings:
     ns = build_parser().parse_args(argv)
     return from_namespace(
-        RunSettings, ns, enqueue_seeds=seed_choice(ns.enqueue_seeds, ns.objective)
+        RunSettings,
+        ns,
+        enqueue_seeds=seed_choice(ns.enqueue_seeds, ns.objective),
+        enqueue_configs=tuple(ns.enqueue_configs),
     )
 
 
@@ -206,6 +240,7 @@ def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
     from objectives import OBJECTIVES
 
     from .session import open_session
+    from .warm import check_configs
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
@@ -215,7 +250,8 @@ def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
     check_tracking(settings.tracking)
     data = load_data(settings, device)
     objective = OBJECTIVES[settings.objective]
-    session = open_session(settings, objective, data, device)
+    configs = check_configs(settings.enqueue_configs, objective, settings.epochs)
+    session = open_session(settings, objective, data, device, configs=configs)
     if not settings.is_worker:
         print("\n".join(console.header(session, data, device)))
         if session.finished_before >= settings.trials:

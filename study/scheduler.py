@@ -25,10 +25,19 @@ MAX_FAILURES_IN_A_ROW = 5
 NOT_INHERITED = ("fail_reason", "interrupted", "worker", "mlflow_run_id")
 
 
+def countable(trial: FrozenTrial) -> bool:
+    """Whether a trial counts towards ``--trials``: not an over-budget one (never trained)
+    nor a copy of another study's trial (``--warm-start``)."""
+    attrs = trial.user_attrs
+    return not attrs.get("over_budget") and "warm_start_from" not in attrs
+
+
 def counts(study: optuna.Study) -> dict[TrialState, int]:
+    """Trials per state, of the trials that count towards ``--trials``."""
     out = dict.fromkeys(TrialState, 0)
     for t in study.get_trials(deepcopy=False):
-        out[t.state] += 1
+        if countable(t):
+            out[t.state] += 1
     return out
 
 
@@ -183,10 +192,14 @@ class Progress:
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    try:
-        return study.best_trial
-    except ValueError:
+    """The best completed trial of this study's own (not a ``--warm-start`` copy)."""
+    own = [
+        t for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]) if countable(t)
+    ]
+    if not own:
         return None
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    return pick(own, key=lambda t: t.value)
 
 
 DONE = ""  # the loop's "stop, the study is full" (a stop reason would be a sentence)

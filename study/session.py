@@ -9,7 +9,9 @@ import optuna
 from optuna.trial import TrialState
 
 from objectives import SEED_ATTR, Objective
+from objectives.seeds import IN_SPACE_ATTR, seed_params
 
+from .costs import constraints
 from .errors import UsageError
 from .outage import Outage
 from .resilient import ResilientStorage
@@ -19,6 +21,7 @@ from .secrets import secrets_in
 from .settings import RunSettings, StudyRef, record
 from .stores import SERVER_SCHEMES, StudyLock, open_storage
 from .tracking import StudyTracker
+from .warm import enqueue_configs, other_study, warm_start
 
 
 @dataclass
@@ -33,6 +36,8 @@ class Session:
     existing: bool
     before: dict[TrialState, int]
     enqueued: int = 0
+    configs: int = 0
+    warm: tuple[int, int] | None = None  # (copied, outside the space) by --warm-start
     storage_outage: Outage | None = None
 
     @property
@@ -126,16 +131,21 @@ def warn_if_other_estimator(study: optuna.Study, settings: RunSettings) -> None:
         )
 
 
-def enqueue_seeds(study: optuna.Study, names: tuple[str, ...]) -> int:
-    """Enqueue each named seed the study has not seen yet; how many were added."""
+def enqueue_seeds(study: optuna.Study, names: tuple[str, ...], objective, max_epochs) -> int:
+    """Enqueue each named seed the study has not seen yet, with its parameter values where
+    the search space can express it (it then informs the sampler); how many were added."""
     seen = {t.user_attrs.get(SEED_ATTR) for t in study.get_trials(deepcopy=False)}
     added = [n for n in names if n not in seen]
     for name in added:
-        study.enqueue_trial({}, user_attrs={SEED_ATTR: name})
+        params = seed_params(objective, name, max_epochs=max_epochs)
+        attrs = {SEED_ATTR: name, IN_SPACE_ATTR: params is not None}
+        study.enqueue_trial(params or {}, user_attrs=attrs)
     return len(added)
 
 
-def open_session(settings: RunSettings, objective: Objective, data, device) -> Session:
+def open_session(
+    settings: RunSettings, objective: Objective, data, device, *, configs=()
+) -> Session:
     """Create or resume the study; every store is locked before it is opened (two processes
     creating the same fresh schema would race, on SQLite and PostgreSQL alike)."""
     storage_outage = Outage(
@@ -156,6 +166,9 @@ def open_session(settings: RunSettings, objective: Objective, data, device) -> S
             warn_if_other_estimator(study, settings)
         before = counts(study) if study is not None else {}
         existing = study is not None
+        other = (
+            other_study(storage, settings.warm_start, objective) if settings.warm_start else None
+        )
         study = create_or_load(settings, objective, storage, offset=sum(before.values()))
         if not existing:  # what only a study started by this version can vouch for
             study.set_user_attr("data_digest", data.digest)
@@ -164,9 +177,20 @@ def open_session(settings: RunSettings, objective: Objective, data, device) -> S
         tracker = make_tracker(settings, study, data, device)
         session = Session(settings, objective, study, lock, tracker, existing, before)
         session.storage_outage = storage_outage
-        if settings.enqueue_seeds and not settings.is_worker:
-            session.enqueued = enqueue_seeds(study, settings.enqueue_seeds)
+        if not settings.is_worker:
+            prepare_trials(session, configs, other)
     return session
+
+
+def prepare_trials(session: Session, configs, other) -> None:
+    """What runs or is known before sampling: enqueued configs, seed systems, and another
+    study's trials copied in (``--warm-start``)."""
+    s, study, objective = session.settings, session.study, session.objective
+    session.configs = enqueue_configs(study, configs) if configs else 0
+    if s.enqueue_seeds:
+        session.enqueued = enqueue_seeds(study, s.enqueue_seeds, objective, s.epochs)
+    if other is not None:
+        session.warm = warm_start(study, other, objective, s.epochs)
 
 
 def create_or_load(settings: RunSettings, objective: Objective, storage, *, offset: int):
@@ -174,10 +198,13 @@ def create_or_load(settings: RunSettings, objective: Objective, storage, *, offs
     # A fresh seed per session (and worker): a resumed study must not replay its first
     # random trials.
     offset += 1000 * (settings.worker_index or 0)
+    budget = None
+    if settings.max_params is not None or settings.max_latent is not None:
+        budget = constraints(settings.max_params, settings.max_latent)
     study = optuna.create_study(
         study_name=settings.name,
         storage=storage,
-        sampler=make_sampler(settings.sampler, settings.seed + offset),
+        sampler=make_sampler(settings.sampler, settings.seed + offset, budget),
         pruner=make_pruner(settings.pruner, settings.epochs),
         direction=objective.direction,
         load_if_exists=True,
@@ -189,6 +216,8 @@ def create_or_load(settings: RunSettings, objective: Objective, storage, *, offs
     ):
         if key not in study.user_attrs:  # also fills in a study created outside the CLI
             study.set_user_attr(key, value)
+    if study.metric_names is None:  # plots and optuna-dashboard name the value
+        study.set_metric_names([objective.metric])
     return study
 
 

@@ -78,6 +78,10 @@ class RunSettings(StudyRef):
     outage_wait: float = 300.0
     compile: bool = False
     enqueue_seeds: tuple[str, ...] = ()
+    max_params: int | None = None
+    max_latent: int | None = None
+    enqueue_configs: tuple[Path, ...] = ()
+    warm_start: str | None = None
     report: bool = True
     # Set by the process that spawns workers: which worker this is, its torch threads.
     worker_index: int | None = None
@@ -124,6 +128,8 @@ def seed_choice(text: str | None, objective: str) -> tuple[str, ...]:
 class ExportSettings(StudyRef):
     trial: int | None = None
     out: Path = Path("best.yaml")
+    max_params: int | None = None
+    max_latent: int | None = None
 
 
 @dataclass(frozen=True)

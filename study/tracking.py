@@ -201,6 +201,7 @@ class TrialRun:
         self.experiment_id = experiment_id
         self.dashboard = dashboard
         self.trial = None
+        self.costs: dict | None = None  # set before close: logged as cost_* metrics
         self.secrets = set(secrets)
         self.save_resume = save_resume
         self.run_id = run_id
@@ -308,6 +309,9 @@ class TrialRun:
         if reason:
             tags["fail_reason" if state == "FAIL" else "prune_reason"] = scrub(reason, self.secrets)
         metrics = {"objective_value": value} if value is not None else {}
+        for key, cost in (self.costs or {}).items():
+            if isinstance(cost, (int, float)):
+                metrics[f"cost_{key}"] = cost
         with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
             tmp_path = Path(tmp)
             if state == "COMPLETE":

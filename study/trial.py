@@ -25,6 +25,7 @@ from models import NonFiniteLossError
 from objectives import SEED_ATTR, Objective, run_trial, trial_spec
 
 from . import optuna_internals as internals
+from .costs import COST_ATTR, OVER_BUDGET_ATTR, CostMeter, budget_violation
 from .outage import OutageError
 from .scheduler import Heartbeat, retry_history
 from .secrets import scrub, secrets_in
@@ -37,6 +38,10 @@ STATES = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": 
 def worker_name() -> str:
     """``host:pid``: which process ran a trial (a trial attribute and an MLflow param)."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class OverBudget(optuna.TrialPruned):
+    """The sampled model exceeds ``--max-params`` / ``--max-latent``: recorded, not trained."""
 
 
 class TakenOver(Exception):
@@ -64,7 +69,9 @@ class TrialReporter:
         self.trial, self.run, self.context, self.guard = trial, run, context, guard
         self.epochs = 0
         self.last_value: float | None = None
+        self.last_val: dict | None = None
         self.batch_size: int | None = None
+        self.seconds: list[float] = []
 
     def start(self, spec) -> None:
         self.guard()
@@ -76,8 +83,9 @@ class TrialReporter:
     def epoch(self, result) -> None:
         self.guard()
         self.epochs += 1
+        self.seconds.append(result.seconds)
         if result.phase == "train":
-            self.last_value = result.value
+            self.last_value, self.last_val = result.value, dict(result.val)
         if self.run is not None:
             self.run.epoch(result)
 
@@ -147,6 +155,7 @@ class _Life:
         self.reporter: TrialReporter | None = None
         self.state, self.value, self.reason = "FAIL", None, None
         self.error: BaseException | None = None
+        self.spec, self.meter, self.over_budget = None, None, False
 
     @property
     def epochs(self) -> int:
@@ -165,6 +174,7 @@ class _Life:
         except optuna.TrialPruned as e:
             self.state, self.reason = "PRUNED", str(e)
             self.value = self.reporter.last_value if self.reporter else None
+            self.over_budget = isinstance(e, OverBudget)
         except (TakenOver, UpdateFinishedTrialError) as e:
             self.state = TAKEN_OVER
             self.reason = str(e) if isinstance(e, TakenOver) else self._taken_over_reason()
@@ -208,6 +218,11 @@ class _Life:
         if resume is not None:
             self.reporter.epochs = len(resume["history"])
         spec = trial_spec(trial, runner.objective, max_epochs=runner.settings.epochs)
+        self.spec, self.meter = spec, CostMeter(runner.device)
+        s = runner.settings
+        over = budget_violation(self.meter.record(spec), s.max_params, s.max_latent)
+        if over is not None:
+            raise OverBudget(f"over budget, not trained: {over}")
         return run_trial(
             trial,
             spec,
@@ -238,6 +253,27 @@ class _Life:
                     self.trial.report(h["val"][h["metric"]], h["epoch"])
         return resume
 
+    def costs(self) -> dict | None:
+        """What the trial cost (None for a failed one); the MLflow run logs it too."""
+        if self.spec is None or self.state not in ("COMPLETE", "PRUNED"):
+            return None
+        for seconds in self.reporter.seconds if self.reporter is not None else ():
+            self.meter.epoch(seconds)
+        cost = self.meter.record(self.spec)
+        if self.mlflow_run is not None:
+            self.mlflow_run.costs = cost
+        return cost
+
+    def record_costs(self, cost: dict | None) -> None:
+        """The trial's costs and final validation metrics as its user attributes."""
+        if cost is None:
+            return
+        if self.state == "COMPLETE" and self.reporter and self.reporter.last_val is not None:
+            self.trial.set_user_attr("val", self.reporter.last_val)
+        self.trial.set_user_attr(COST_ATTR, cost)
+        if self.over_budget:
+            self.trial.set_user_attr(OVER_BUDGET_ATTR, True)
+
     def secrets(self) -> set[str]:
         s = self.runner.settings
         return secrets_in(s.storage.url, s.tracking.url)
@@ -253,12 +289,14 @@ class _Life:
                 self.runner.tracker.safely(self.mlflow_run.taken_over, self.reason)
                 self.mlflow_run.model = None
             return
+        self.cost = self.costs()
         problem = self._close_run()
         if problem is not None:
             if self.state == "COMPLETE":  # never COMPLETE without its checkpoint
                 self.state, self.value = "FAIL", None
             self.reason = "; ".join(r for r in (self.reason, problem) if r)
         try:
+            self.record_costs(self.cost)
             if self.state == "FAIL":
                 if self.reason:
                     self.trial.set_user_attr("fail_reason", scrub(self.reason, self.secrets()))
