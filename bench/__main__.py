@@ -2,10 +2,11 @@
 
 import sys
 
-from . import engine, published, storage, studies
+from . import engine, published, search, storage, studies
 
 if __name__ == "__main__":
     engine.main([])
     studies.main(sys.argv[1:])
     storage.main([])
     published.main([])
+    search.main([])

@@ -119,9 +119,11 @@ def run_trial(
     resume: dict | None = None,
     compile: bool = False,
     prune: bool = True,
+    report: bool = True,
 ) -> float:
     """Build and train ``spec``, reporting each epoch (and pruning unless ``prune=False``);
-    return the validation metric of the last epoch.
+    return the validation metric of the last epoch. ``report=False`` (multi-objective
+    studies, which Optuna can neither report to nor prune) reports nothing.
 
     Raises ``optuna.TrialPruned`` when the pruner stops the trial and
     ``models.NonFiniteLossError`` when the loss diverges. ``resume`` is an epoch snapshot
@@ -132,7 +134,7 @@ def run_trial(
 
     def on_epoch(result: EpochResult) -> None:
         reporter.epoch(result)
-        if result.phase != "train":
+        if result.phase != "train" or not report:
             return  # pre-training scores reconstruction, not the objective's metric
         trial.report(result.value, result.epoch)
         if prune and trial.should_prune():

@@ -48,7 +48,9 @@ def value_text(metric: str, value: float | None) -> str:
 
 def outcome_line(outcome, metric: str, best) -> str:
     best_text = (
-        f"best {metric}={best.value:.4f} (trial {best.number})" if best is not None else "best -"
+        f"best {metric}={best.values[0]:.4f} (trial {best.number})"
+        if best is not None
+        else "best -"
     )
     if outcome.state == "PRUNED" and (outcome.reason or "").startswith("over budget"):
         return f"trial {outcome.number:>4}  OVER BUDGET  {outcome.reason.split(': ', 1)[1]}"
@@ -103,7 +105,7 @@ def summary_lines(name: str, summary: dict, seconds: float, best, metric: str) -
         f"{seconds:.1f}s this session."
     ]
     if best is not None:
-        lines.append(f"Best trial {best.number}: {metric} = {best.value:.4f}")
+        lines.append(f"Best trial {best.number}: {metric} = {best.values[0]:.4f}")
         for k, v in best.params.items():
             number = isinstance(v, float) and not math.isnan(v)
             lines.append(f"  {k} = {v:.4g}" if number else f"  {k} = {v}")

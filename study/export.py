@@ -66,8 +66,8 @@ def export_trial(study, trial, *, dataset: str, tracking: TrackingURL) -> dict[s
         "dataset": dataset,
         "data_digest": study.user_attrs.get("data_digest"),
         "metric": study.user_attrs.get("metric"),
-        "value": trial.value,
-        "direction": study.direction.name.lower(),
+        "value": trial.values[0],
+        "direction": study.directions[0].name.lower(),
         "study": study.study_name,
         "trial": trial.number,
         "mlflow_run_id": run_id,
@@ -106,7 +106,7 @@ def chosen_trial(study, number: int | None, s: ExportSettings | None = None):
     a usage error when there is none."""
     import optuna
 
-    from .scheduler import countable
+    from .scheduler import countable, maximizing, primary
 
     complete = [
         t
@@ -127,8 +127,19 @@ def chosen_trial(study, number: int | None, s: ExportSettings | None = None):
             "(python -m study.run) before exporting"
         )
     candidates = within(complete, s) if s is not None else complete
-    pick = max if study.direction.name == "MAXIMIZE" else min
-    return pick(candidates, key=lambda t: t.value)
+    if (
+        len(study.directions) > 1
+        and s is not None
+        and s.max_params is None
+        and s.max_latent is None
+    ):
+        front = sorted(t.number for t in study.best_trials)
+        raise UsageError(
+            f"{study.study_name!r} is a multi-objective study: it has a Pareto front, not one "
+            f"best trial; pass --trial N (the front: {front[:20]}) or a budget (--max-params N "
+            "or --max-latent N)"
+        )
+    return (max if maximizing(study) else min)(candidates, key=primary)
 
 
 @entry
@@ -146,7 +157,7 @@ def export(s: ExportSettings) -> int:
     )
     write_config(data, s.out)
     print(
-        f"Wrote trial {trial.number} of {s.name!r} ({data['metric']} = {trial.value:.4f}) "
+        f"Wrote trial {trial.number} of {s.name!r} ({data['metric']} = {trial.values[0]:.4f}) "
         f"to {s.out}"
     )
     print(f"Retrain and test it:  python -m study.train --config {s.out}")

@@ -125,7 +125,8 @@ def register_best(client, experiment_id: str, study_name: str, best, *, tracking
             continue
         encoder = Encoder.from_run(run_id, tracking_uri=tracking_uri)
         example = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-        metadata = {"spec": encoder.spec.to_dict(), "trial": best.number, "value": best.value}
+        value = best.values[0]
+        metadata = {"spec": encoder.spec.to_dict(), "trial": best.number, "value": value}
         model_id = log_model(
             client, experiment_id, run_id, encoder.model, example, view=view, portable=True,
             metadata=metadata,
@@ -135,7 +136,7 @@ def register_best(client, experiment_id: str, study_name: str, best, *, tracking
         source = client.get_logged_model(model_id).artifact_location
         version = client.create_model_version(
             name, source=source, run_id=run_id, model_id=model_id,
-            tags={"optuna.trial_number": best.number, "value": best.value},
+            tags={"optuna.trial_number": best.number, "value": value},
         )  # fmt: skip
         client.set_registered_model_alias(name, ALIAS, version.version)
         out[name] = version.version

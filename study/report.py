@@ -21,7 +21,7 @@ from objectives import SEED_ATTR
 
 from .cli import Parser, add_study_options, entry
 from .report_html import to_html
-from .report_plots import best_pictures, draw_plots, draw_tradeoffs
+from .report_plots import best_pictures, draw_plots, draw_study_front, draw_tradeoffs
 from .report_tables import (
     GROUP_COLUMNS,
     fmt,
@@ -31,7 +31,7 @@ from .report_tables import (
     trial_rows,
     verdict,
 )
-from .scheduler import best_trial
+from .scheduler import best_trial, maximizing
 from .settings import ReportSettings, from_namespace
 from .stores import DEFAULT_STORAGE, check_tracking, tracking_client
 
@@ -46,7 +46,7 @@ SEED_COLUMNS = [
 def overview(study, best, top: list[str]) -> list[str]:
     """The study's objective, trial counts and best trial."""
     metric = study.user_attrs.get("metric", "value")
-    maximize = study.direction.name == "MAXIMIZE"
+    maximize = maximizing(study)
     trials = study.get_trials(deepcopy=False)
     count = {s: sum(t.state == s for t in trials) for s in TrialState}
     md = [f"# Study `{study.study_name}`", ""]
@@ -58,7 +58,7 @@ def overview(study, best, top: list[str]) -> list[str]:
         f"{count[TrialState.FAIL]} failed."
     )
     if best is not None:
-        md += ["", f"**Best: trial {best.number}, {metric} = {best.value:.4f}.**", ""]
+        md += ["", f"**Best: trial {best.number}, {metric} = {best.values[0]:.4f}.**", ""]
         md += [f"- `{k}` = {fmt(v)}" for k, v in best.params.items()]
         if SEED_ATTR in best.user_attrs:
             md.append(f"- seed system `{best.user_attrs[SEED_ATTR]}`")
@@ -70,7 +70,7 @@ def overview(study, best, top: list[str]) -> list[str]:
 def questions(study, rows) -> list[str]:
     """The seed write-ups' questions, and the seed systems beside the best trial."""
     metric = study.user_attrs.get("metric", "value")
-    maximize = study.direction.name == "MAXIMIZE"
+    maximize = maximizing(study)
     md = ["", "## Questions from the seed write-ups", ""]
     answered = sections(rows, maximize)
     if not answered:
@@ -109,6 +109,14 @@ def tradeoffs(study, out: Path) -> list[str]:
     metric = study.user_attrs.get("metric", "value")
     drawn, notes = draw_tradeoffs(study, out, metric)
     md = ["", "## Trade-offs", ""]
+    if len(study.directions) > 1:
+        plots, more = draw_study_front(study, out)
+        front = sorted(t.number for t in study.best_trials)
+        md.append(f"A two-objective study: its Pareto front holds trials {front}.")
+        for title, caption, path in plots:
+            md += ["", f"### {title}", "", caption, "", f"![{title}]({path.name})"]
+        notes = notes + more
+        md.append("")
     md.append(
         "Each point is a completed trial; a Pareto-optimal trial has no other that is at least "
         "as good on both axes and better on one. Read along the front: how much of the metric "

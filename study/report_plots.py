@@ -31,12 +31,15 @@ def sampled_study(study):
     import optuna
     from optuna.trial import TrialState
 
-    copy = optuna.create_study(direction=study.direction)
-    copy.add_trials(
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.state == TrialState.COMPLETE and SEED_ATTR not in t.user_attrs and t.params
-    )
+    copy = optuna.create_study(direction=study.directions[0])
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE and SEED_ATTR not in t.user_attrs and t.params:
+            # A multi-objective trial's objective value only: importances of the metric.
+            copy.add_trial(
+                optuna.trial.create_trial(
+                    params=t.params, distributions=t.distributions, value=t.values[0]
+                )
+            )
     return copy
 
 
@@ -95,7 +98,9 @@ def draw_plots(study, out: Path) -> tuple[list[tuple[str, str, Path]], list[str]
             "Optimisation history",
             "Each completed trial's value and the best so far.",
             "history.png",
-            lambda: vis.plot_optimization_history(study),
+            lambda: vis.plot_optimization_history(
+                study, target=lambda t: t.values[0], target_name=study.user_attrs.get("metric")
+            ),
         )
         importances = importances_of(sampled, p.notes)
         top = list(importances)[:2]
@@ -204,6 +209,41 @@ TRADEOFFS = {
 }
 
 
+def draw_study_front(study, out: Path):
+    """A two-objective study's own front and hypervolume history: [(title, caption, path)]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import optuna.visualization.matplotlib as vis
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
+    p = Plotter(out)
+    names = study.metric_names or ["objective", "second"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p.attempt(
+            "Pareto front of the study",
+            f"Every completed trial: {names[0]} against {names[1]}; the front in colour.",
+            "pareto-study.png",
+            lambda: vis.plot_pareto_front(study, target_names=names),
+        )
+        if complete:
+            worst = [
+                min(t.values[0] for t in complete) if study.directions[0].name == "MAXIMIZE"
+                else max(t.values[0] for t in complete),
+                max(t.values[1] for t in complete),
+            ]  # fmt: skip
+            ref = [worst[0] - 0.01 * abs(worst[0] or 1), worst[1] * 1.1 + 1e-9]
+            p.attempt(
+                "Hypervolume history",
+                f"The area the front dominates, against the reference point {ref}.",
+                "hypervolume.png",
+                lambda: vis.plot_hypervolume_history(study, reference_point=ref),
+            )
+    return p.plots, p.notes
+
+
 def front_study(points, directions: list[str]):
     """An in-memory two-objective study of (trial number, value, quantity) points."""
     import optuna
@@ -225,7 +265,7 @@ def tradeoff_points(study, kind: str) -> list[tuple[int, float, float]]:
             val = t.user_attrs.get("val", {})
             a, b = val.get("recon"), val.get("kl")
         else:
-            a, b = t.value, TRADEOFFS[kind][1](t)
+            a, b = t.values[0], TRADEOFFS[kind][1](t)
         if a is not None and b is not None:
             out.append((t.number, float(a), float(b)))
     return out
@@ -239,7 +279,7 @@ def draw_tradeoffs(study, out: Path, metric: str):
     matplotlib.use("Agg")
     import optuna.visualization.matplotlib as vis
 
-    maximize = study.direction.name == "MAXIMIZE"
+    maximize = study.directions[0].name == "MAXIMIZE"
     kinds = ["params", "latent"] + (["kl"] if study.user_attrs.get("objective") == "vae" else [])
     drawn, notes = [], []
     for kind in kinds:

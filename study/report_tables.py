@@ -117,7 +117,7 @@ def trial_rows(study) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         if "spec" not in t.user_attrs or t.state.name not in ("COMPLETE", "PRUNED"):
             continue
-        value = t.value
+        value = t.values[0] if t.values else None
         if value is None and t.intermediate_values:
             value = t.intermediate_values[max(t.intermediate_values)]
         rows.append(

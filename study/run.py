@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_study_options(p, storage_default=DEFAULT_STORAGE)
     add_budget_options(p, d)
+    add_tradeoff_options(p)
     add_seed_option(p, "seed of the sampler and of each trial's training")
     add_device_option(p)
     add_data_dir_option(p)
@@ -62,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="run each trial's loss computation through torch.compile (pays off on a GPU "
         "with long trials; slower on a CPU)",
     )
+    add_start_options(p)
+    p.add_argument(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        help="skip the plots and report written at the end (python -m study.report writes "
+        "them on demand)",
+    )
+    return p
+
+
+def add_start_options(p: argparse.ArgumentParser) -> None:
+    """What runs first or is known before the search: seed systems, configs, another study."""
     p.add_argument(
         "--enqueue-seeds",
         nargs="?",
@@ -88,14 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy the finished trials of another study of the same objective in the same "
         "storage into this one's history (not counted in --trials, never re-trained)",
     )
-    p.add_argument(
-        "--no-report",
-        dest="report",
-        action="store_false",
-        help="skip the plots and report written at the end (python -m study.report writes "
-        "them on demand)",
-    )
-    return p
 
 
 def add_budget_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
@@ -141,12 +147,24 @@ def add_budget_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
         default=None,
         help="start no new trial after S seconds (default: no limit)",
     )
+
+
+def add_tradeoff_options(p: argparse.ArgumentParser) -> None:
+    """Budgets and a second objective."""
     p.add_argument(
         "--max-params",
         type=positive_int,
         default=None,
         help="a parameter budget: the sampler learns to respect it (Optuna constraints) and a "
         "model over it is recorded, not trained (default: none)",
+    )
+    p.add_argument(
+        "--pareto",
+        choices=("params", "latent", "kl"),
+        default=None,
+        help="a two-objective study: the objective's metric and this quantity, minimised "
+        "(parameter count, latent size, or the VAE's KL term); no pruning (default: one "
+        "objective)",
     )
     p.add_argument(
         "--max-latent",
@@ -254,6 +272,11 @@ def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
     session = open_session(settings, objective, data, device, configs=configs)
     if not settings.is_worker:
         print("\n".join(console.header(session, data, device)))
+        if settings.pareto:
+            print(
+                "  two objectives: Optuna cannot prune a multi-objective study, so every "
+                "trial trains its full epoch budget (--pruner is not used)"
+            )
         if session.finished_before >= settings.trials:
             print(
                 f"Nothing to do: the study already has {session.finished_before} finished "
@@ -330,7 +353,7 @@ def finish(session, stop_reason: str | None, seconds: float) -> int:
         "pruned": c[TrialState.PRUNED],
         "failed": c[TrialState.FAIL],
         "best_trial": best.number if best else None,
-        "best_value": best.value if best else None,
+        "best_value": best.values[0] if best else None,
     }
     print()
     if stop_reason:

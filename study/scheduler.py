@@ -191,15 +191,29 @@ class Progress:
     def trial(self, outcome, best) -> None: ...
 
 
+def primary(trial: FrozenTrial) -> float | None:
+    """A trial's objective value (the first of a multi-objective study's values)."""
+    return trial.values[0] if trial.values else None
+
+
+def maximizing(study: optuna.Study) -> bool:
+    return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+
+
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best completed trial of this study's own (not a ``--warm-start`` copy)."""
-    own = [
-        t for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE]) if countable(t)
-    ]
+    """The best completed trial of this study's own (not a ``--warm-start`` copy); in a
+    multi-objective study, the one on the Pareto front with the best objective value."""
+    if len(study.directions) > 1:
+        own = [t for t in study.best_trials if countable(t)]
+    else:
+        own = [
+            t
+            for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
+            if countable(t)
+        ]
     if not own:
         return None
-    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-    return pick(own, key=lambda t: t.value)
+    return (max if maximizing(study) else min)(own, key=primary)
 
 
 DONE = ""  # the loop's "stop, the study is full" (a stop reason would be a sentence)

@@ -81,16 +81,27 @@ def existing_study(ref: StudyRef) -> optuna.Study:
 
 
 def check_identity(study: optuna.Study, settings: RunSettings, objective: Objective) -> None:
-    """Refuse to resume a study with another objective, direction or data set."""
+    """Refuse to resume a study with another objective, direction, data set, or number of
+    objectives (``--pareto``)."""
     attrs, name = study.user_attrs, settings.name
     if (
         attrs.get("objective", settings.objective) != settings.objective
-        or study.direction.name.lower() != objective.direction
+        or study.directions[0].name.lower() != objective.direction
     ):
         raise UsageError(
             f"study {name!r} holds objective {attrs.get('objective')!r} "
-            f"({study.direction.name.lower()}), not {settings.objective!r}; "
+            f"({study.directions[0].name.lower()}), not {settings.objective!r}; "
             "pick another --study-name or the study's own --objective"
+        )
+    had = attrs.get("pareto") if len(study.directions) > 1 else None
+    if len(study.directions) > 1 and had is None:
+        had = "?"
+    if had != settings.pareto:
+        kind = f"a two-objective study (--pareto {had})" if had else "a single-objective study"
+        want = f"--pareto {settings.pareto}" if settings.pareto else "no --pareto"
+        raise UsageError(
+            f"study {name!r} is {kind}; it cannot be resumed with {want}: pick another "
+            "--study-name or the study's own --pareto"
         )
     if attrs.get("dataset", settings.dataset) != settings.dataset:
         raise UsageError(
@@ -114,6 +125,7 @@ def warn_if_other_data(study: optuna.Study, data) -> None:
 
 
 NELBO_ESTIMATOR = "posterior-sample"
+PARETO_NAMES = {"params": "parameters", "latent": "latent size", "kl": "kl"}
 
 
 def warn_if_other_estimator(study: optuna.Study, settings: RunSettings) -> None:
@@ -167,7 +179,9 @@ def open_session(
         before = counts(study) if study is not None else {}
         existing = study is not None
         other = (
-            other_study(storage, settings.warm_start, objective) if settings.warm_start else None
+            other_study(storage, settings.warm_start, objective, settings.pareto is not None)
+            if settings.warm_start
+            else None
         )
         study = create_or_load(settings, objective, storage, offset=sum(before.values()))
         if not existing:  # what only a study started by this version can vouch for
@@ -201,14 +215,17 @@ def create_or_load(settings: RunSettings, objective: Objective, storage, *, offs
     budget = None
     if settings.max_params is not None or settings.max_latent is not None:
         budget = constraints(settings.max_params, settings.max_latent)
+    two = settings.pareto is not None  # Optuna cannot prune a multi-objective study
     study = optuna.create_study(
         study_name=settings.name,
         storage=storage,
         sampler=make_sampler(settings.sampler, settings.seed + offset, budget),
-        pruner=make_pruner(settings.pruner, settings.epochs),
-        direction=objective.direction,
+        pruner=make_pruner("none" if two else settings.pruner, settings.epochs),
+        directions=[objective.direction, "minimize"] if two else [objective.direction],
         load_if_exists=True,
     )
+    if two and "pareto" not in study.user_attrs:
+        study.set_user_attr("pareto", settings.pareto)
     for key, value in (
         ("objective", settings.objective),
         ("dataset", settings.dataset),
@@ -216,8 +233,9 @@ def create_or_load(settings: RunSettings, objective: Objective, storage, *, offs
     ):
         if key not in study.user_attrs:  # also fills in a study created outside the CLI
             study.set_user_attr(key, value)
-    if study.metric_names is None:  # plots and optuna-dashboard name the value
-        study.set_metric_names([objective.metric])
+    if study.metric_names is None:  # plots and optuna-dashboard name the values
+        names = [objective.metric] + ([PARETO_NAMES[settings.pareto]] if two else [])
+        study.set_metric_names(names)
     return study
 
 

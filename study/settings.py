@@ -82,12 +82,18 @@ class RunSettings(StudyRef):
     max_latent: int | None = None
     enqueue_configs: tuple[Path, ...] = ()
     warm_start: str | None = None
+    pareto: str | None = None  # a second objective: params, latent or kl (minimised)
     report: bool = True
     # Set by the process that spawns workers: which worker this is, its torch threads.
     worker_index: int | None = None
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.pareto == "kl" and self.objective != "vae":
+            raise UsageError(
+                f"--pareto kl needs the vae objective (a KL term), not {self.objective!r}; "
+                "use --pareto params or latent, or --objective vae"
+            )
         if self.heartbeat_grace is not None and self.heartbeat_grace <= self.heartbeat:
             raise UsageError(
                 f"--heartbeat-grace {self.heartbeat_grace} must be longer than --heartbeat "

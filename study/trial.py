@@ -234,6 +234,7 @@ class _Life:
             resume=resume,
             compile=runner.settings.compile,
             prune=SEED_ATTR not in trial.user_attrs,  # seed systems always run to the end
+            report=not self.two_objectives,
         )
 
     def _resume(self, history: list[int]) -> dict | None:
@@ -248,10 +249,23 @@ class _Life:
             # The snapshot is written before the epoch is reported to Optuna: an attempt
             # stopped in between left the report out. The retry's record is whole again.
             reported = internals.current(self.study, self.trial).intermediate_values
-            for h in resume["history"]:
+            for h in resume["history"] if not self.two_objectives else ():
                 if h["phase"] == "train" and h["epoch"] not in reported:
                     self.trial.report(h["val"][h["metric"]], h["epoch"])
         return resume
+
+    @property
+    def two_objectives(self) -> bool:
+        return self.runner.settings.pareto is not None
+
+    def values(self):
+        """What Optuna is told: the metric, and with ``--pareto`` the quantity beside it."""
+        pareto = self.runner.settings.pareto
+        if pareto is None:
+            return self.value
+        if pareto == "kl":
+            return [self.value, self.reporter.last_val["kl"]]
+        return [self.value, self.cost[pareto]]
 
     def costs(self) -> dict | None:
         """What the trial cost (None for a failed one); the MLflow run logs it too."""
@@ -304,7 +318,7 @@ class _Life:
                     self.trial.set_user_attr("interrupted", True)
             told = self.study.tell(
                 self.trial,
-                self.value if self.state == "COMPLETE" else None,
+                self.values() if self.state == "COMPLETE" else None,
                 state=STATES[self.state],
                 skip_if_finished=True,
             )

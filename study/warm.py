@@ -72,8 +72,9 @@ def enqueue_configs(study: optuna.Study, planned: list[tuple[str, dict]]) -> int
     return len(study.get_trials(deepcopy=False)) - before
 
 
-def other_study(storage, other_name: str, objective: Objective) -> optuna.Study:
-    """The ``--warm-start`` study, checked: it exists here and holds the same objective."""
+def other_study(storage, other_name: str, objective: Objective, two: bool = False):
+    """The ``--warm-start`` study, checked: it exists here and holds the same objective (and
+    as many objectives: ``two`` for a ``--pareto`` study)."""
     try:
         other = optuna.load_study(study_name=other_name, storage=storage)
     except KeyError:
@@ -81,11 +82,12 @@ def other_study(storage, other_name: str, objective: Objective) -> optuna.Study:
         raise UsageError(
             f"--warm-start {other_name!r}: no such study in this storage; studies: {names[:10]}"
         ) from None
-    direction = other.direction.name.lower()
-    if other.user_attrs.get("objective") != objective.name or direction != objective.direction:
+    direction = "/".join(d.name.lower() for d in other.directions)
+    want = objective.direction + ("/minimize" if two else "")
+    if other.user_attrs.get("objective") != objective.name or direction != want:
         raise UsageError(
             f"--warm-start {other_name!r} holds objective {other.user_attrs.get('objective')!r}"
-            f" ({direction}); it must be {objective.name!r} like this study"
+            f" ({direction}); it must be {objective.name!r} ({want}) like this study"
         )
     return other
 
@@ -106,7 +108,7 @@ def warm_start(study: optuna.Study, other: optuna.Study, objective: Objective, m
             continue
         study.add_trial(
             optuna.trial.create_trial(
-                params=t.params, distributions=got[1], value=t.value,
+                params=t.params, distributions=got[1], values=t.values,
                 user_attrs={ORIGIN_ATTR: origin}, intermediate_values=t.intermediate_values,
             )
         )  # fmt: skip

@@ -4,6 +4,7 @@ import os
 import shutil
 
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -19,7 +20,36 @@ def body_has(*texts):
         body = driver.find_element(By.TAG_NAME, "body").text
         return all(t in body for t in texts)
 
+    check.texts = texts
     return check
+
+
+def scrolled_to(check):
+    """``check`` after scrolling the last chart into view (charts render as they appear)."""
+
+    def scroll_and_check(driver):
+        charts = driver.find_elements(By.CSS_SELECTOR, "svg.main-svg")
+        if charts:
+            driver.execute_script("arguments[0].scrollIntoView()", charts[-1])
+        return check(driver)
+
+    scroll_and_check.texts = check.texts
+    return scroll_and_check
+
+
+class Wait(WebDriverWait):
+    """A wait whose timeout says what was missing and what the page showed instead."""
+
+    def until(self, method, message=""):
+        try:
+            return super().until(method, message)
+        except TimeoutException:
+            body = self._driver.find_element(By.TAG_NAME, "body").text
+            missing = [t for t in getattr(method, "texts", ()) if t not in body]
+            raise AssertionError(
+                f"page {self._driver.current_url} never showed {missing or method}; "
+                f"it showed:\n{body[:3000]}"
+            ) from None
 
 
 def screenshot(driver, tmp_path, name):
@@ -40,7 +70,7 @@ def test_mlflow_ui_lists_the_trials_and_renders_curves_and_artifacts(study_copy,
         mlflow_server(f"sqlite:///{study_copy}/mlflow.db", tmp_path) as url,
         chromium(tmp_path / "profile") as d,
     ):
-        wait = WebDriverWait(d, 60)
+        wait = Wait(d, 60)
         d.get(f"{url}/#/experiments/{exp}/runs?workflowType=machine_learning")
         wait.until(body_has(study.study_name, f"{len(runs) + 1} matching runs"))
         # Trial runs are nested under the study's parent run: unfold it.
@@ -53,16 +83,12 @@ def test_mlflow_ui_lists_the_trials_and_renders_curves_and_artifacts(study_copy,
         screenshot(d, tmp_path, "mlflow-runs.png")
 
         d.get(f"{url}/#/experiments/{exp}/runs/{best}/model-metrics")
-        # Charts render lazily as they scroll into view: check the first ones.
-        wait.until(
-            body_has(
-                "Model metrics",
-                "train_acc",
-                "train_loss",
-                f"trial-{study.best_trial.number} (train_loss)",
-            )
-        )
+        # Charts render lazily as they scroll into view: the first per-epoch curve...
+        n = study.best_trial.number
+        wait.until(body_has("Model metrics", "cost_params", f"trial-{n} (epoch_time)"))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "svg.main-svg")) >= 3)
+        # ...and the training curves further down, once scrolled to.
+        wait.until(scrolled_to(body_has("train_acc", f"trial-{n} (train_loss)")))
         screenshot(d, tmp_path, "mlflow-metrics.png")
 
         d.get(f"{url}/#/experiments/{exp}/runs/{best}/artifacts")
@@ -109,7 +135,7 @@ def test_optuna_dashboard_shows_a_trials_pictures_and_its_mlflow_link(study_copy
     try:
         wait_until(lambda: http_ok(f"{url}/api/studies"), timeout=90, what="dashboard", proc=proc)
         with chromium(tmp_path / "profile") as d:
-            wait = WebDriverWait(d, 60)
+            wait = Wait(d, 60)
             d.get(f"{url}/dashboard/studies/1/trials?numbers={trial.number}")
             wait.until(body_has(f"Trial {trial.number}", "Note", "Artifacts", "latent.png"))
             link = d.find_element(By.LINK_TEXT, f"trial-{trial.number}")
