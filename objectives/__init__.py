@@ -2,7 +2,7 @@
 
 from . import ae, classifier, vae
 from ._base import NullReporter, Objective, Reporter, TrialSpec, run_trial
-from .seeds import SEED_ATTR, seed_names, seed_spec, trial_spec
+from .seeds import CELL_ATTR, SEED_ATTR, seed_names, seed_spec, trial_spec
 
 OBJECTIVES: dict[str, Objective] = {
     o.name: o for o in (classifier.OBJECTIVE, ae.OBJECTIVE, vae.OBJECTIVE)
@@ -10,6 +10,7 @@ OBJECTIVES: dict[str, Objective] = {
 
 __all__ = [
     "OBJECTIVES",
+    "CELL_ATTR",
     "SEED_ATTR",
     "NullReporter",
     "Objective",

@@ -22,6 +22,9 @@ from models import PRESETS, ClassifierConfig, ConfigError, VAEConfig
 from ._base import Objective, TrialSpec
 
 SEED_ATTR = "seed_preset"
+# A trial of a controlled experiment (study.ablate, study.confirm): it trains the spec it
+# carries with the seed it carries, to the end ({"spec", "seed", "name", ...}).
+CELL_ATTR = "cell"
 IN_SPACE_ATTR = "seed_in_space"  # the seed was enqueued with its own parameter values
 S0 = PRESETS["s0-latent-classifier"]
 
@@ -60,7 +63,11 @@ def seed_spec(objective: str, name: str, *, max_epochs: int) -> TrialSpec:
 
 
 def trial_spec(trial: optuna.Trial, objective: Objective, *, max_epochs: int) -> TrialSpec:
-    """What ``trial`` trains: its seed system's preset if it carries one, else a sample."""
+    """What ``trial`` trains: the spec of its experiment cell or seed system's preset if it
+    carries one, else a sample."""
+    cell = trial.user_attrs.get(CELL_ATTR)
+    if cell is not None:
+        return TrialSpec.from_dict(cell["spec"])
     preset = trial.user_attrs.get(SEED_ATTR)
     if preset is not None and not trial.user_attrs.get(IN_SPACE_ATTR):
         return seed_spec(objective.name, preset, max_epochs=max_epochs)

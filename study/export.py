@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="export the best completed trial with a latent size of at most N",
     )
     p.add_argument(
+        "--confirmed",
+        action="store_true",
+        help="export the configuration python -m study.confirm ranked best by mean",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=Path("best.yaml"),
@@ -151,7 +156,19 @@ def export(s: ExportSettings) -> int:
     from .session import existing_study
 
     study = existing_study(s)
-    trial = chosen_trial(study, s.trial, s)
+    number = s.trial
+    if s.confirmed:
+        from .confirm import confirmed_best
+        from .stores import open_storage
+
+        if s.trial is not None:
+            raise UsageError("--confirmed and --trial both choose the trial; pass one of them")
+        number = confirmed_best(study, open_storage(s.storage))
+        if number is None:
+            raise UsageError(
+                f"study {s.name!r} has no confirmation yet; run python -m study.confirm first"
+            )
+    trial = chosen_trial(study, number, s)
     data = export_trial(
         study, trial, dataset=study.user_attrs.get("dataset", s.dataset), tracking=s.tracking
     )

@@ -72,6 +72,12 @@ def questions(study, rows) -> list[str]:
     metric = study.user_attrs.get("metric", "value")
     maximize = maximizing(study)
     md = ["", "## Questions from the seed write-ups", ""]
+    md += [
+        "*From the search (observational)*: groups of trials differ in everything else that "
+        "was sampled, and pruned trials never finished. For an all-else-equal answer run "
+        "`python -m study.ablate --factor FACTOR` (see Controlled experiments below).",
+        "",
+    ]
     answered = sections(rows, maximize)
     if not answered:
         md.append("No finished trials yet.")
@@ -142,6 +148,28 @@ def figures(plots, notes, pictures, best) -> list[str]:
     return md
 
 
+def experiments(study) -> list[str]:
+    """Every ablation and confirmation run on this study (``study.ablate``/``confirm``)."""
+    from . import ablate, cells, confirm
+    from . import optuna_internals as internals
+
+    md = ["", "## Controlled experiments", ""]
+    found = cells.experiments_of(study, internals.storage_of(study))
+    if not found:
+        md.append(
+            "None yet: `python -m study.ablate --factor freeze` (one factor varied on the best "
+            "trial, several seeds) and `python -m study.confirm --top 3` (the best "
+            "configurations retrained with new seeds) answer with intervals."
+        )
+    metric = study.user_attrs.get("metric", "value")
+    for other in found:
+        kind = other.user_attrs.get("experiment", {}).get("kind")
+        text = (ablate if kind == "ablate" else confirm).markdown(other, metric)
+        md += [("##" + line) if line.startswith("# ") else line for line in text.splitlines()]
+        md.append("")
+    return md
+
+
 def write_report(study, out: Path, *, client=None, parent_run_id: str | None = None) -> Path:
     """Write plots, ``report.md`` and ``report.html`` to ``out``; log them to the parent run."""
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +177,7 @@ def write_report(study, out: Path, *, client=None, parent_run_id: str | None = N
     best = best_trial(study)
     plots, notes, top = draw_plots(study, out)
     pictures = best_pictures(best, client, out, dataset) if best is not None else []
-    md = overview(study, best, top) + questions(study, trial_rows(study))
+    md = overview(study, best, top) + questions(study, trial_rows(study)) + experiments(study)
     md += tradeoffs(study, out) + figures(plots, notes, pictures, best)
     text = "\n".join(md).rstrip() + "\n"
     (out / "report.md").write_text(text)

@@ -342,6 +342,7 @@ def interrupted(session) -> int:
 
 def finish(session, stop_reason: str | None, seconds: float) -> int:
     """The summary, the best encoder, the report and the next commands; the exit code."""
+    from .cells import is_experiment
     from .publish import publish_best
 
     settings, study, tracker = session.settings, session.study, session.tracker
@@ -362,12 +363,14 @@ def finish(session, stop_reason: str | None, seconds: float) -> int:
     print("\n".join(console.summary_lines(settings.name, summary, seconds, best, metric)))
     # Under the study lock: several processes (the same command in several shells) may end
     # at once and write the same parent-run tags, encoder and report.
+    experiment = is_experiment(study)  # study.ablate/confirm: they publish their own tables
     with session.lock():
-        encoder_run = publish_best(session, best)
+        encoder_run = None if experiment else publish_best(session, best)
         if tracker is not None:
             tracker.finish(summary)
-    experiment = tracker.experiment_id if tracker else None
-    print("\n".join(console.commands(settings, experiment, encoder_run)))
+    if not experiment:
+        experiment_id = tracker.experiment_id if tracker else None
+        print("\n".join(console.commands(settings, experiment_id, encoder_run)))
     # A timeout is a stop the user asked for; failures or a failed worker are not.
     return 1 if stop_reason and not stop_reason.startswith("--timeout") else 0
 

@@ -17,6 +17,7 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from . import cells
 from . import optuna_internals as internals
 
 MAX_RETRIES = 3
@@ -234,6 +235,10 @@ def next_trial(session, progress: Progress, *, started: float, first: bool):
             return None, f"--timeout {settings.timeout:g}s reached"
         if finished(c) + c[TrialState.RUNNING] >= settings.trials:
             return None, None
+        if cells.is_experiment(study) and not cells.next_cell(study):  # it never samples
+            if c[TrialState.RUNNING]:
+                return None, None
+            return None, f"cells failed {cells.ATTEMPTS} times each; see their fail_reason"
         return study.ask(), None
 
 

@@ -44,7 +44,6 @@ class SeedAwareTPE(TPESampler):
             multivariate=True,
             group=True,
             constant_liar=True,
-            warn_independent_sampling=False,
             constraints_func=constraints_func,
         )
 

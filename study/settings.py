@@ -136,6 +136,7 @@ class ExportSettings(StudyRef):
     out: Path = Path("best.yaml")
     max_params: int | None = None
     max_latent: int | None = None
+    confirmed: bool = False
 
 
 @dataclass(frozen=True)

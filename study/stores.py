@@ -140,17 +140,19 @@ def parse_tracking(text: str) -> TrackingURL:
 
 
 def writable_dir(path: Path, what: str, flag: str) -> None:
-    """Create ``path`` (a directory) or say, as a usage error, why it cannot hold ``what``."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
+    """Whether ``path`` (a directory) is there or can be created, writable, for ``what``;
+    a usage error saying why not. Creates nothing: a refused command leaves no trace."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
         raise UsageError(
-            f"cannot create {path} for the {what} ({e.strerror}); "
-            f"pass another {flag} or fix the directory's permissions"
-        ) from None
-    if not os.access(path, os.W_OK):
+            f"cannot create {path} for the {what} ({existing} is not a directory); "
+            f"pass another {flag}"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise UsageError(
-            f"{path} is not writable, so the {what} cannot be stored there; "
+            f"{existing} is not writable, so the {what} cannot be stored in {path}; "
             f"pass another {flag} or fix the directory's permissions"
         )
 
@@ -246,6 +248,8 @@ def open_storage(storage: StorageURL, *, heartbeat: int = 30, grace: int | None 
 
     if storage.kind == "memory":
         return optuna.storages.InMemoryStorage()
+    if storage.path is not None:  # checked writable before (check_storage)
+        storage.path.parent.mkdir(parents=True, exist_ok=True)
     if storage.kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -289,6 +293,7 @@ class StudyLock:
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
         if self.storage.lock_file is not None:
+            self.storage.lock_file.parent.mkdir(parents=True, exist_ok=True)
             with open(self.storage.lock_file, "a") as f:
                 fcntl.flock(f, fcntl.LOCK_EX)
                 try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from models import EpochResult, Split
-from objectives import TrialSpec
+from objectives import CELL_ATTR, TrialSpec
 
 from . import checkpoint, pictures
 from .optuna_artifacts import DashboardRecords, artifact_store
@@ -27,6 +27,7 @@ STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 RESUME_DIR = "resume"
 RESUME_NAME = "state.pt"
 PARENT_ATTR = "mlflow_parent_run_id"
+EXPERIMENT_ATTR = "mlflow_experiment"  # a study that logs to another study's experiment
 
 
 def experiment_id(client, name: str, tracking: TrackingURL) -> str:
@@ -65,7 +66,9 @@ class StudyTracker:
         self.context_tags = context_tags()
         self.study_name = study.study_name
         self.data = data
-        self.experiment_id = experiment_id(self.client, study.study_name, tracking)
+        # An experiment's studies (study.ablate, study.confirm) log to the study's experiment.
+        experiment = study.user_attrs.get(EXPERIMENT_ATTR, study.study_name)
+        self.experiment_id = experiment_id(self.client, experiment, tracking)
         self.parent_run_id = self._parent(study, settings)
         self.dashboard = None  # pictures and notes for optuna-dashboard, beside the storage
         if storage is not None:
@@ -108,9 +111,9 @@ class StudyTracker:
             "optuna.state": "RUNNING",
             "objective": objective,
         }
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"trial-{trial.number}", tags=tags
-        )
+        cell = trial.user_attrs.get(CELL_ATTR)
+        name = cell["name"] if cell is not None else f"trial-{trial.number}"
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         sizes = {"train": len(self.data.train), "val": len(self.data.val)}
         self.client.log_inputs(run.info.run_id, datasets=data_inputs(self.data, sizes))
@@ -202,6 +205,7 @@ class TrialRun:
         self.dashboard = dashboard
         self.trial = None
         self.costs: dict | None = None  # set before close: logged as cost_* metrics
+        self.extra_metrics: dict[str, float] = {}  # set before close (e.g. test scores)
         self.secrets = set(secrets)
         self.save_resume = save_resume
         self.run_id = run_id
@@ -312,6 +316,7 @@ class TrialRun:
         for key, cost in (self.costs or {}).items():
             if isinstance(cost, (int, float)):
                 metrics[f"cost_{key}"] = cost
+        metrics.update(self.extra_metrics)
         with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
             tmp_path = Path(tmp)
             if state == "COMPLETE":

@@ -22,7 +22,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from models import NonFiniteLossError
-from objectives import SEED_ATTR, Objective, run_trial, trial_spec
+from objectives import CELL_ATTR, SEED_ATTR, Objective, run_trial, trial_spec
 
 from . import optuna_internals as internals
 from .costs import COST_ATTR, OVER_BUDGET_ATTR, CostMeter, budget_violation
@@ -72,6 +72,7 @@ class TrialReporter:
         self.last_val: dict | None = None
         self.batch_size: int | None = None
         self.seconds: list[float] = []
+        self.model = None
 
     def start(self, spec) -> None:
         self.guard()
@@ -92,6 +93,7 @@ class TrialReporter:
     def done(self, model) -> None:
         # The trained model, for the checkpoint and pictures; needed where a retried trial
         # resumed after its very last epoch and trained none.
+        self.model = model
         if self.run is not None:
             self.run.model = model
 
@@ -126,9 +128,17 @@ class TrialRunner:
             life.reason,
         )  # fmt: skip
 
+    def trial_seed(self, trial, original: int) -> int:
+        """The seed a trial trains with: its cell's, else ``--seed`` + its first number."""
+        cell = trial.user_attrs.get(CELL_ATTR)
+        return cell["seed"] if cell is not None else self.settings.seed + original
+
     def context(self, trial, original: int) -> dict:
         s = self.settings
         extra = {SEED_ATTR: trial.user_attrs[SEED_ATTR]} if SEED_ATTR in trial.user_attrs else {}
+        cell = trial.user_attrs.get(CELL_ATTR)
+        if cell is not None:  # what the experiment varied, as params of the run
+            extra.update({f"cell.{k}": v for k, v in cell.items() if k != "spec"})
         if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # this worker's GPU(s)
             extra["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
         return {
@@ -142,7 +152,7 @@ class TrialRunner:
             "sampler": s.sampler,
             "pruner": s.pruner,
             "seed": s.seed,
-            "trial_seed": s.seed + original,
+            "trial_seed": self.trial_seed(trial, original),
         }
 
 
@@ -223,19 +233,36 @@ class _Life:
         over = budget_violation(self.meter.record(spec), s.max_params, s.max_latent)
         if over is not None:
             raise OverBudget(f"over budget, not trained: {over}")
-        return run_trial(
+        value = run_trial(
             trial,
             spec,
             train=runner.data.train,
             val=runner.data.val,
             device=runner.device,
-            seed=runner.settings.seed + original,
+            seed=runner.trial_seed(trial, original),
             reporter=self.reporter,
             resume=resume,
             compile=runner.settings.compile,
-            prune=SEED_ATTR not in trial.user_attrs,  # seed systems always run to the end
+            # Seed systems and experiment cells always run to the end.
+            prune=SEED_ATTR not in trial.user_attrs and CELL_ATTR not in trial.user_attrs,
             report=not self.two_objectives,
         )
+        cell = trial.user_attrs.get(CELL_ATTR)
+        if cell is not None and cell.get("test"):  # study.confirm --test
+            self.score_test(spec)
+        return value
+
+    def score_test(self, spec) -> None:
+        """Score the trained model on the test split: trial attribute ``test`` and the
+        MLflow metrics ``test_*``."""
+        from models import evaluate, task_for
+
+        runner = self.runner
+        test = runner.data.test.to(runner.device)
+        metrics = evaluate(self.reporter.model, task_for(spec.model), test, device=runner.device)
+        self.trial.set_user_attr("test", metrics)
+        if self.mlflow_run is not None:
+            self.mlflow_run.extra_metrics = {f"test_{k}": v for k, v in metrics.items()}
 
     def _resume(self, history: list[int]) -> dict | None:
         """The last epoch snapshot of the attempt this trial retries, if it saved one."""

@@ -231,3 +231,17 @@ def test_data_commands_leave_the_users_cache_unchanged(tmp_path, fmnist_files):
     assert codes == [0, 2, 2]
     assert tree(user_cache) == before
     assert not (tmp_path / "o.db").exists()
+
+
+def test_a_refused_run_leaves_no_trace_in_the_working_directory(
+    tmp_path, cache, fmnist_files, monkeypatch, capsys
+):
+    from study import run
+
+    d = copy_files(fmnist_files, tmp_path / "d")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert run.main(["--dataset", "mnist", "--data-dir", str(d), "--trials", "1"]) == 2
+    assert "not MNIST" in capsys.readouterr().err
+    assert list(work.iterdir()) == []  # not even an empty mlruns/

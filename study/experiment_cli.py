@@ -1,0 +1,76 @@
+"""What ``study.ablate`` and ``study.confirm`` share: their data and worker options, and the
+run of an experiment from its plan to its published table."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from . import cells
+from .cli import (
+    add_data_dir_option,
+    add_device_option,
+    add_study_options,
+    non_negative_int,
+    positive_int,
+)
+from .settings import RunSettings, StudyRef
+from .stores import DEFAULT_STORAGE, check_storage, check_tracking
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The study options, the data limits, device, workers and heartbeat."""
+    d = RunSettings()
+    add_study_options(p, storage_default=DEFAULT_STORAGE)
+    p.add_argument(
+        "--limit-train",
+        type=non_negative_int,
+        default=d.limit_train,
+        help="training images per run (0 = all) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--limit-val",
+        type=non_negative_int,
+        default=d.limit_val,
+        help="validation images per run (0 = all) (default: %(default)s)",
+    )
+    add_device_option(p)
+    add_data_dir_option(p)
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes")
+    p.add_argument(
+        "--heartbeat",
+        type=positive_int,
+        default=d.heartbeat,
+        help="seconds between a run's heartbeats; a run silent for 3 x this is retried "
+        "(default: %(default)s)",
+    )
+
+
+def run(ns: argparse.Namespace, plan: Callable, markdown: Callable, intro: Callable) -> int:
+    """Check everything, plan the cells, run what is missing, print and publish the table.
+
+    ``plan(ns, source) -> (settings, cells, about)``; ``markdown(study, metric) -> str``;
+    ``intro(name, about, cells) -> str`` is the first line printed.
+    """
+    from models import resolve_device
+
+    from .data import load
+    from .run import run_study
+    from .session import existing_study
+
+    check_storage(ns.storage)
+    check_tracking(ns.tracking)
+    ref = StudyRef(ns.objective, ns.dataset, ns.study_name, ns.storage, ns.tracking)
+    source = existing_study(ref)
+    settings, planned, about = plan(ns, source)
+    resolve_device(settings.device)
+    load(settings.dataset, settings.data_dir)  # the data checked before any store changes
+    print(intro(ref.name, about, planned))
+    study = cells.open_experiment(settings, source, planned, about)
+    code = run_study(settings, argv=cells.experiment_argv(settings))
+    text = markdown(study, source.user_attrs.get("metric", "value"))
+    print()
+    print(text)
+    if code == 0:
+        print(f"Written to {cells.publish(study, settings, text)}")
+    return code
