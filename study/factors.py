@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from models import ClassifierConfig, ConvAEConfig, MLPAEConfig, VAEConfig
-from models._classifier import FREEZE_CHOICES
+from models import FREEZE_CHOICES, ClassifierConfig, ConvAEConfig, MLPAEConfig, VAEConfig
 from objectives import TrialSpec
 
 from .errors import UsageError
