@@ -18,21 +18,23 @@ from .settings import RunSettings, StudyRef
 from .stores import DEFAULT_STORAGE, check_storage, check_tracking
 
 
-def add_options(p: argparse.ArgumentParser) -> None:
-    """The study options, the data limits, device, workers and heartbeat."""
+def add_options(p: argparse.ArgumentParser, *, limits_from_trials: bool = False) -> None:
+    """The study options, the data limits, device, workers and heartbeat.
+    ``limits_from_trials``: the limits default to what the trials saw (``None`` here)."""
     d = RunSettings()
     add_study_options(p, storage_default=DEFAULT_STORAGE)
+    default = "as the trials" if limits_from_trials else "%(default)s"
     p.add_argument(
         "--limit-train",
         type=non_negative_int,
-        default=d.limit_train,
-        help="training images per run (0 = all) (default: %(default)s)",
+        default=None if limits_from_trials else d.limit_train,
+        help=f"training images per run (0 = all) (default: {default})",
     )
     p.add_argument(
         "--limit-val",
         type=non_negative_int,
-        default=d.limit_val,
-        help="validation images per run (0 = all) (default: %(default)s)",
+        default=None if limits_from_trials else d.limit_val,
+        help=f"validation images per run (0 = all) (default: {default})",
     )
     add_device_option(p)
     add_data_dir_option(p)

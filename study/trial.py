@@ -32,6 +32,7 @@ from .secrets import scrub, secrets_in
 from .settings import RunSettings
 
 TAKEN_OVER = "TAKEN_OVER"
+DATA_ATTR = "images"
 STATES = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}
 
 
@@ -216,6 +217,10 @@ class _Life:
     def train(self) -> float:
         runner, trial = self.runner, self.trial
         trial.set_user_attr("worker", worker_name())
+        # The images it saw (study.confirm retrains with the same by default).
+        trial.set_user_attr(
+            DATA_ATTR, {"train": len(runner.data.train), "val": len(runner.data.val)}
+        )
         history = retry_history(internals.current(self.study, trial))
         original = history[0] if history else trial.number
         resume = None

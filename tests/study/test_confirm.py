@@ -11,7 +11,7 @@ from .conftest import stores
 from .helpers import load
 from .test_bad_input import _assert_refused
 
-CONFIRM = ["--limit-train", "300", "--limit-val", "200", "--top", "2", "--seeds", "2"]
+CONFIRM = ["--top", "2", "--seeds", "2"]  # the trials' own data limits (TINY's) by default
 
 
 def test_confirm_ranks_by_mean_scores_the_test_split_and_export_takes_its_best(study_copy, capsys):
@@ -23,6 +23,14 @@ def test_confirm_ranks_by_mean_scores_the_test_split_and_export_takes_its_best(s
     ]
     assert confirm.main([*CONFIRM, "--test", *stores(study_copy)]) == 0
     out = capsys.readouterr().out
+    retrained = optuna.load_study(
+        study_name="classifier-fashion-mnist-confirm", storage=f"sqlite:///{study_copy}/optuna.db"
+    )
+    assert (
+        {str(t.user_attrs["images"]) for t in retrained.trials}
+        == {str(t.user_attrs["images"]) for t in top}
+        == {str({"train": 300, "val": 200})}
+    )  # the same images as the trials saw
     _, client, _, runs = load(study_copy)
     by_trial = {}
     for r in runs:
