@@ -28,9 +28,14 @@ def classifier_study(tmp_path_factory):
     return path
 
 
+def copy_stores(src, dst):
+    """A copy of a study's stores to change. MLflow's artifact locations are absolute, so
+    runs keep reading (and new runs keep writing) the original's ``artifacts/``: it is not
+    copied (a copy per test would cost ~200 MB of disk each)."""
+    shutil.copytree(src, dst, ignore=lambda d, names: ["artifacts"] if d == str(src) else [])
+    return dst
+
+
 @pytest.fixture
 def study_copy(classifier_study, tmp_path):
-    dst = tmp_path / "stores"
-    shutil.copytree(classifier_study, dst)
-    # The experiment's artifact location is absolute: checkpoints stay in the original.
-    return dst
+    return copy_stores(classifier_study, tmp_path / "stores")

@@ -8,7 +8,7 @@ import yaml
 
 from study import data, export, run, train
 
-from .conftest import TINY, stores
+from .conftest import TINY, copy_stores, stores
 
 
 def _call(main, argv):
@@ -24,9 +24,7 @@ def _digest(path):
 
 @pytest.fixture
 def existing(classifier_study, tmp_path):
-    dst = tmp_path / "stores"
-    shutil.copytree(classifier_study, dst)
-    return dst
+    return copy_stores(classifier_study, tmp_path / "stores")
 
 
 def _assert_refused(main, argv, path, capsys, *needles):

@@ -1,13 +1,11 @@
 """Two-objective studies (``--pareto``): the metric and a cost, both kept, no pruning."""
 
-import shutil
-
 import pytest
 import yaml
 
 from study import export, run
 
-from .conftest import TINY, run_study, stores
+from .conftest import TINY, copy_stores, run_study, stores
 from .helpers import load
 from .test_bad_input import _assert_refused
 
@@ -40,7 +38,7 @@ def test_a_pareto_study_minimises_the_metric_and_the_parameter_count(pareto_stud
 
 def test_a_pareto_study_resumes_as_one(pareto_study, tmp_path):
     path = tmp_path / "s"
-    shutil.copytree(pareto_study, path)
+    copy_stores(pareto_study, path)
     assert run_study(path, "--trials", "5", "--objective", "ae", "--pareto", "params") == 0
     study, *_ = load(path, NAME)
     assert len(study.trials) == 5 and len(study.directions) == 2
@@ -81,7 +79,7 @@ def test_a_study_keeps_its_number_of_objectives(
 ):
     path = tmp_path / "s"
     if which == "pareto":
-        shutil.copytree(pareto_study, path)
+        copy_stores(pareto_study, path)
     else:
         path.mkdir()
         assert run_study(path, "--trials", "1", "--objective", "ae", "--no-report") == 0

@@ -1,8 +1,6 @@
 """Costs, trade-offs, budgets and warm starts: what each extra parameter buys, and starting
 from what is known."""
 
-import shutil
-
 import optuna
 import pytest
 import yaml
@@ -11,7 +9,7 @@ from objectives import TrialSpec
 from study import export, run
 from study.costs import param_count
 
-from .conftest import TINY, run_study, stores
+from .conftest import TINY, copy_stores, run_study, stores
 from .helpers import load
 from .test_bad_input import _assert_refused
 
@@ -91,7 +89,7 @@ def test_a_parameter_budget_records_bigger_models_without_training_them(tmp_path
 
 
 def test_a_warm_start_copies_finished_trials_once_and_they_do_not_count(ae_study, tmp_path):
-    shutil.copytree(ae_study, tmp_path / "s")
+    copy_stores(ae_study, tmp_path / "s")
     path = tmp_path / "s"
     argv = ["--trials", "2", "--objective", "ae", "--study-name", "second", "--no-report"]
     assert run_study(path, *argv, "--warm-start", NAME) == 0
@@ -137,7 +135,7 @@ def test_bad_search_options_are_one_line_and_change_nothing(
     ae_study, classifier_study, tmp_path, capsys, extra, needles
 ):
     path = tmp_path / "s"
-    shutil.copytree(ae_study, path)
+    copy_stores(ae_study, path)
     # The classifier study in the same storage, for --warm-start of another objective.
     clf = optuna.load_study(
         study_name="classifier-fashion-mnist", storage=f"sqlite:///{classifier_study}/optuna.db"
