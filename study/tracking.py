@@ -149,32 +149,53 @@ class StudyTracker:
     def mirror(self, study) -> int:
         """Close runs left RUNNING by a process that died, with the status of their trial.
 
+        A run whose trial never recorded it (the storage went away between creating the run
+        and linking it to the trial) is closed as FAILED once that trial has ended.
         Returns how many runs were closed.
         """
-        states = {
-            t.user_attrs.get("mlflow_run_id"): t
-            for t in study.get_trials(deepcopy=False)
-            if t.state.is_finished()
-        }
+        trials = study.get_trials(deepcopy=False)
+        linked = {t.user_attrs.get("mlflow_run_id"): t for t in trials if t.state.is_finished()}
+        by_number = {t.number: t for t in trials}
         closed = 0
         running = self.client.search_runs(
             [self.experiment_id], "attributes.status = 'RUNNING'", max_results=5000
         )
         for run in running:
-            trial = states.get(run.info.run_id)
-            if trial is None or run.info.run_id == self.parent_run_id:
+            if run.info.run_id == self.parent_run_id:
                 continue
-            state = trial.state.name
-            tags = {"optuna.state": state}
-            if state == "FAIL":
-                tags["fail_reason"] = trial.user_attrs.get("fail_reason") or (
+            trial = linked.get(run.info.run_id)
+            if trial is not None:
+                state = trial.state.name
+                reason = trial.user_attrs.get("fail_reason") or (
                     "the process running this trial stopped (no heartbeat); its parameters "
                     "were queued again"
                 )
+            else:
+                trial = self._unlinked_trial(run, by_number)
+                if trial is None:
+                    continue
+                state = "FAIL"
+                reason = (
+                    f"trial {trial.number} never recorded this run (its storage was "
+                    f"unreachable as the run started); the trial ended {trial.state.name}"
+                )
+            tags = {"optuna.state": state}
+            if state == "FAIL":
+                tags["fail_reason"] = reason
             self.client.log_batch(run.info.run_id, tags=as_tags(tags))
             self.client.set_terminated(run.info.run_id, STATUS_OF_STATE[state])
             closed += 1
         return closed
+
+    def _unlinked_trial(self, run, by_number: dict):
+        """The ended trial of this study that a RUNNING run was started for (a run that
+        trial names as its own was matched before); else None."""
+        tags = run.data.tags
+        number = tags.get("optuna.trial_number", "")
+        if tags.get("optuna.study") != self.study_name or not number.isdigit():
+            return None
+        trial = by_number.get(int(number))
+        return trial if trial is not None and trial.state.is_finished() else None
 
     def finish(self, summary: dict[str, Any]) -> None:
         tags = {f"summary.{k}": v for k, v in summary.items()}

@@ -81,3 +81,41 @@ def test_unexpected_exception_is_recorded_with_traceback(harness):
     _, client, _, (r,) = load(path, "ae-fashion-mnist")
     assert r.info.status == "FAILED" and "boom in suggest" in r.data.tags["fail_reason"]
     assert "traceback.txt" in artifacts(client, r.info.run_id)
+
+
+def test_a_run_its_trial_never_recorded_is_closed_once_the_trial_has_ended(harness, monkeypatch):
+    """The storage went away between creating a trial's MLflow run and linking it to the
+    trial: once the trial has ended, the next worker closes that run too."""
+    from optuna.trial import TrialState
+
+    from study.outage import OutageError
+
+    path, make = harness
+    h, objective = make(optuna.pruners.NopPruner(), OBJECTIVES["ae"])
+    link = optuna.trial.Trial.set_user_attr
+
+    def cut_off(self, key, value):
+        if key == "mlflow_run_id":
+            raise OutageError("the Optuna storage sqlite:///optuna.db", 5, 4)
+        return link(self, key, value)
+
+    monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", cut_off)
+    with pytest.raises(OutageError):
+        h.run(objective)
+    monkeypatch.undo()
+    # A run of another study's trial 0 in the same experiment (as study.ablate's studies
+    # share theirs) is not this study's to close.
+    other = h.tracker.client.create_run(
+        h.tracker.experiment_id,
+        run_name="trial-0",
+        tags={"optuna.study": "another", "optuna.trial_number": "0"},
+    ).info.run_id
+    _, client, _, (orphan,) = load(path, "ae-fashion-mnist")
+    assert "mlflow_run_id" not in h.study.trials[0].user_attrs
+    assert h.tracker.mirror(h.study) == 0, "its trial is RUNNING: its worker may be alive"
+    h.study.tell(0, state=TrialState.FAIL)
+    assert h.tracker.mirror(h.study) == 1
+    run = client.get_run(orphan.info.run_id)
+    assert run.info.status == "FAILED"
+    assert "trial 0 never recorded this run" in run.data.tags["fail_reason"]
+    assert client.get_run(other).info.status == "RUNNING"
