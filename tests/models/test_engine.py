@@ -134,6 +134,30 @@ def test_a_diverging_loss_stops_with_a_clear_reason(small):
         m.fit(config, m.TrainConfig(optimizer="sgd", lr=5.0, epochs=3), train, val, device=CPU)
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        m.VAEConfig.mlp(hidden=(256, 128), latent_dim=16),
+        m.ClassifierConfig(
+            encoder=m.VAEConfig.mlp(hidden=(64,), latent_dim=8),
+            head=(32,),
+            freeze="finetune",
+            pretrain_epochs=2,
+        ),
+    ],
+    ids=["vae", "classifier-on-a-vae"],
+)
+def test_sgd_at_the_top_of_the_searched_range_trains_a_vae_without_diverging(config, small):
+    """The search's SGD learning rates reach 0.03. A VAE's loss is summed over 784 pixels
+    per image; minimised as that sum, SGD diverged at 0.01 (NaN in the first epoch)."""
+    train, val = small
+    sgd = m.TrainConfig(optimizer="sgd", lr=0.03, batch_size=64, epochs=3)
+    history = m.fit(config, sgd, train, val, device=CPU, seed=0).history
+    assert all(math.isfinite(h.train["loss"]) for h in history)
+    reconstruction = [h.train["loss"] for h in history if h.phase == history[0].phase]
+    assert len(reconstruction) >= 2 and reconstruction[-1] < reconstruction[0]
+
+
 def test_callback_can_stop_training(small):
     train, val = small
     epochs = []
