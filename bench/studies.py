@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 
 from study import export, run, train
+from study.timing import ACTIVITIES
 
 
 def _run(argv: list[str]) -> tuple[int, str, float]:
@@ -46,8 +47,25 @@ def _stores(path: Path) -> list[str]:
     ]
 
 
+def _outcomes(text: str) -> list[tuple[str, str, str]]:
+    """(trial, state, value) of every trial line ``study.run`` printed, by trial number."""
+    found = re.findall(r"^trial +(\d+) +(\w+) +(\S+=\S+)", text, re.MULTILINE)
+    return sorted(found, key=lambda row: int(row[0]))
+
+
+def _breakdown(path: Path, name: str) -> dict[str, float]:
+    from study.timing import totals
+
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{path}/optuna.db")
+    return totals(study.get_trials(deepcopy=False))
+
+
 def _overhead(study_args: list[str], reps: int, tmp: Path, template: Path) -> dict:
+    """Median loop times of both variants, whether every run ran the same trials, and the
+    tracked runs' seconds per activity (summed over trials, median over runs)."""
     times = {"tracked": [], "untracked": []}
+    outcomes, spent = set(), []
+    name = study_args[study_args.index("--study-name") + 1]
     for rep in range(reps):
         for variant in ("tracked", "untracked"):
             d = tmp / f"{variant}{rep}-{len(list(tmp.iterdir()))}"
@@ -57,14 +75,22 @@ def _overhead(study_args: list[str], reps: int, tmp: Path, template: Path) -> di
                 if variant == "tracked"
                 else ["--storage", "memory", "--tracking-uri", "none"]
             )
-            times[variant].append(_run([*study_args, *stores])[2])
-            print(f"  {variant} rep {rep}: {times[variant][-1]:.1f}s", flush=True)
-    return {k: statistics.median(v) for k, v in times.items()}
+            _, text, loop = _run([*study_args, *stores])
+            times[variant].append(loop)
+            outcomes.add(tuple(_outcomes(text)))
+            if variant == "tracked":
+                spent.append(_breakdown(d, name))
+            print(f"  {variant} rep {rep}: {loop:.1f}s", flush=True)
+    out = {k: statistics.median(v) for k, v in times.items()}
+    out["same_trials"] = len(outcomes) == 1
+    out["spent"] = {k: statistics.median(s[k] for s in spent) for k in ACTIVITIES}
+    return out
 
 
 def tracking_overhead(args) -> None:
-    """Training on the CPU is deterministic, so both variants sample, train and prune exactly
-    the same trials; only the stores differ."""
+    """Training on the CPU is deterministic and every trial is sampled before the one before
+    it is told (whatever its records cost), so both variants sample, train and prune exactly
+    the same trials (the table says whether they did); only the stores differ."""
     studies = {
         f"first {args.trials} trials of the default study": ["--trials", str(args.trials)],
         f"{args.trials // 2} trials, --pruner none (full-length trials)": [
@@ -79,19 +105,29 @@ def tracking_overhead(args) -> None:
         MlflowClient(f"sqlite:///{template}/mlflow.db").search_experiments()  # schema once
         for label, study_args in studies.items():
             n = int(study_args[1])
-            t = _overhead([*study_args, "--study-name", "bench-tracking"], args.reps,
-                          Path(tmp), template)  # fmt: skip
-            rows.append((label, n, t["tracked"], t["untracked"]))
-    print(f"\nBenchmark 2: tracking overhead, median of {args.reps} alternating runs")
+            study_args += ["--study-name", "bench-tracking", "--records", args.records]
+            t = _overhead(study_args, args.reps, Path(tmp), template)
+            rows.append((label, n, t))
+    print(
+        f"\nBenchmark 2: tracking overhead, median of {args.reps} alternating runs "
+        f"(--records {args.records})"
+    )
     print(
         "| study | MLflow SQLite + Optuna SQLite (s) | tracking off + in-memory (s) | "
-        "overhead | per trial |\n|---|---|---|---|---|"
+        "overhead | per trial | same trials |\n|---|---|---|---|---|---|"
     )
-    for label, n, t, u in rows:
+    for label, n, t in rows:
+        tracked, untracked = t["tracked"], t["untracked"]
         print(
-            f"| {label} | {t:.1f} | {u:.1f} | {100 * (t / u - 1):+.1f}% | "
-            f"{(t - u) / n * 1000:.0f} ms (trials average {u / n:.1f} s) |"
+            f"| {label} | {tracked:.1f} | {untracked:.1f} | "
+            f"{100 * (tracked / untracked - 1):+.1f}% | "
+            f"{(tracked - untracked) / n * 1000:.0f} ms (trials average {untracked / n:.1f} s) "
+            f"| {'yes' if t['same_trials'] else 'NO'} |"
         )
+    print("\nThe tracked studies' seconds per activity, summed over their trials:")
+    print("| study | " + " | ".join(ACTIVITIES) + " |\n|---|" + "---|" * len(ACTIVITIES))
+    for label, _, t in rows:
+        print(f"| {label} | " + " | ".join(f"{t['spent'][k]:.2f}" for k in ACTIVITIES) + " |")
 
 
 def _epochs(path: Path, name: str) -> tuple[int, float | None]:
@@ -213,6 +249,9 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--budget", type=float, default=97.0)
     p.add_argument("--pruners", nargs="*", default=None, help="pruning: pruners to compare")
+    p.add_argument(
+        "--records", default="auto", help="tracking: study.run's --records for both variants"
+    )
     args = p.parse_args(argv)
     defaults = {"tracking": 10, "pruning": 30, "default": 100, "budget": None}
     for name in args.which:

@@ -141,6 +141,7 @@ class EpochResult:
         epoch: 1-based epoch within the phase.
         train, val: mean metrics of the epoch on the training and validation splits.
         seconds: wall time of the epoch, evaluation included.
+        eval_seconds: the part of ``seconds`` spent evaluating on the validation split.
         metric: name of the phase's score (``acc``, ``mse``, ``nelbo``).
         model: the whole model (during pre-training too), e.g. for checkpoints.
         snapshot: returns everything ``fit(resume=...)`` needs to continue after this epoch
@@ -156,6 +157,7 @@ class EpochResult:
     metric: str
     model: nn.Module = field(repr=False, compare=False, default=None)
     snapshot: Callable[[], dict] = field(repr=False, compare=False, default=None)
+    eval_seconds: float = 0.0
 
     @property
     def value(self) -> float:
@@ -170,6 +172,7 @@ class EpochResult:
             "val": self.val,
             "seconds": self.seconds,
             "metric": self.metric,
+            "eval_seconds": self.eval_seconds,
         }
 
 
@@ -287,15 +290,18 @@ class _Run:
             generator=self.generator,
         )
         eval_batch = max(EVAL_BATCH, 4 * cfg.batch_size)
+        trained = time.perf_counter()
         val_metrics = evaluate(module, task, self.val, device=self.device, batch_size=eval_batch)
+        end = time.perf_counter()
         result = EpochResult(
             phase,
             epoch,
             train_metrics,
             val_metrics,
-            time.perf_counter() - start,
+            end - start,
             task.metric,
             self.model,
+            eval_seconds=end - trained,
         )
         self.result.history.append(result)
         _check_finite(result, cfg.lr)

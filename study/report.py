@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from objectives import SEED_ATTR
 
+from . import timing
 from .cli import Parser, add_study_options, entry
 from .report_html import to_html
 from .report_plots import best_pictures, draw_plots, draw_study_front, draw_tradeoffs
@@ -178,7 +179,8 @@ def write_report(study, out: Path, *, client=None, parent_run_id: str | None = N
     plots, notes, top = draw_plots(study, out)
     pictures = best_pictures(best, client, out, dataset) if best is not None else []
     md = overview(study, best, top) + questions(study, trial_rows(study)) + experiments(study)
-    md += tradeoffs(study, out) + figures(plots, notes, pictures, best)
+    md += tradeoffs(study, out) + timing.markdown(study.get_trials(deepcopy=False))
+    md += figures(plots, notes, pictures, best)
     text = "\n".join(md).rstrip() + "\n"
     (out / "report.md").write_text(text)
     (out / "report.html").write_text(to_html(text, out, study.study_name))

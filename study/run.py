@@ -27,7 +27,7 @@ from .cli import (
     positive_int,
 )
 from .outage import EXIT_OUTAGE, OutageError
-from .scheduler import best_trial, counts, finished, work
+from .scheduler import Tally, best_trial, counts, finished, work
 from .search import PRUNERS, SAMPLERS
 from .settings import RunSettings, from_namespace, seed_choice
 from .stores import DEFAULT_STORAGE, check_storage, check_tracking
@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run each trial's loss computation through torch.compile (pays off on a GPU "
         "with long trials; slower on a CPU)",
+    )
+    p.add_argument(
+        "--records",
+        choices=["auto", "background", "inline"],
+        default=d.records,
+        help="write a finished trial's records (checkpoint, logged model, pictures) from a "
+        "thread while the next trial trains (background), or in the worker's own thread at "
+        "the same point (inline); auto: background on a GPU, inline on a CPU, where training "
+        "already uses every core (default: %(default)s)",
     )
     add_start_options(p)
     p.add_argument(
@@ -311,12 +320,17 @@ def raise_keyboard_interrupt(signum, frame):
 
 
 def loop(session, data, device) -> str | None:
-    """This process's trials until the study is full; SIGTERM counts as Ctrl-C."""
-    from .trial import TrialRunner
+    """This process's trials until the study is full; SIGTERM counts as Ctrl-C. A finished
+    trial's records are written while the next one trains; they are all written (or the
+    trial left RUNNING, to be retried) before this returns, Ctrl-C included."""
+    from .trial import RecordWriter, TrialRunner
 
     progress = console.ConsoleProgress(
         session.settings, session.objective.metric, session.finished_before
     )
+    tally = Tally(progress, session.study)
+    records = session.settings.records
+    writer = RecordWriter(records == "background" or (records == "auto" and device.type == "cuda"))
     runner = TrialRunner(
         session.objective,
         data,
@@ -324,13 +338,20 @@ def loop(session, data, device) -> str | None:
         device=device,
         tracker=session.tracker,
         say=progress.say,
+        writer=writer,
+        on_recorded=tally.add,
     )
     previous = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
-        return work(session, lambda trial: runner(session.study, trial), progress)
+        return work(
+            session, lambda trial, asked: runner(session.study, trial, asked), tally, writer
+        )
     finally:
-        progress.close()
-        signal.signal(signal.SIGTERM, previous)
+        try:
+            writer.flush()
+        finally:
+            progress.close()
+            signal.signal(signal.SIGTERM, previous)
 
 
 def interrupted(session) -> int:

@@ -23,7 +23,7 @@ from . import optuna_internals as internals
 MAX_RETRIES = 3
 MAX_FAILURES_IN_A_ROW = 5
 # A retry starts afresh: these describe the attempt that failed, not the parameters.
-NOT_INHERITED = ("fail_reason", "interrupted", "worker", "mlflow_run_id")
+NOT_INHERITED = ("fail_reason", "interrupted", "worker", "mlflow_run_id", "time")
 
 
 def countable(trial: FrozenTrial) -> bool:
@@ -242,32 +242,55 @@ def next_trial(session, progress: Progress, *, started: float, first: bool):
         return study.ask(), None
 
 
-def work(session, run_one: Callable, progress: Progress) -> str | None:
+class Tally:
+    """Trials as they end, from the loop or from the thread that writes a finished trial's
+    records: one line each, and the count of failures in a row that stops a worker."""
+
+    def __init__(self, progress: Progress, study: optuna.Study):
+        self.progress, self.study = progress, study
+        self.failures_in_a_row = 0
+        self.lock = threading.Lock()
+
+    def add(self, outcome) -> None:
+        with self.lock:
+            self.progress.trial(outcome, best_trial(self.study))
+            self.failures_in_a_row = self.failures_in_a_row + 1 if outcome.state == "FAIL" else 0
+
+
+def work(session, run_one: Callable, tally: Tally, writer=None):
     """Start trials until the study holds ``--trials`` finished ones; the stop reason or None.
 
-    ``run_one(trial) -> Outcome`` runs one asked trial to its recorded end.
+    ``run_one(trial, ask_seconds)`` runs one asked trial; it returns its ``Outcome``, or None
+    where ``writer`` (a ``RecordWriter``) writes the trial's records while the next trial
+    trains (``tally.add`` gets the outcome then).
     """
-    settings, study = session.settings, session.study
+    settings = session.settings
+    flush = writer.flush if writer is not None else (lambda: None)
     started = time.monotonic()
-    failures_in_a_row = 0
     first = True
     while True:
-        trial, stop = next_trial(session, progress, started=started, first=first)
+        asking = time.perf_counter()
+        trial, stop = next_trial(session, tally.progress, started=started, first=first)
         first = False
         if stop is not None:
+            flush()
             return stop or None
         if trial is None:
+            if writer is not None and writer.busy:  # this worker's last trial: record it
+                flush()
+                continue
             # The last trials run elsewhere. Wait for them: if their process dies, their
             # heartbeat stops and this worker retries them. Without heartbeats, leave.
-            if internals.heartbeat_interval(study) is None:
+            if internals.heartbeat_interval(session.study) is None:
                 return None
             time.sleep(min(2.0, settings.heartbeat))
             continue
-        outcome = run_one(trial)
-        progress.trial(outcome, best_trial(study))
-        failures_in_a_row = failures_in_a_row + 1 if outcome.state == "FAIL" else 0
-        if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+        outcome = run_one(trial, time.perf_counter() - asking)
+        if outcome is not None:
+            tally.add(outcome)
+        if tally.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+            flush()
             return (
-                f"{failures_in_a_row} trials failed in a row; see their fail_reason in "
+                f"{tally.failures_in_a_row} trials failed in a row; see their fail_reason in "
                 "MLflow or the study's trial attributes"
             )

@@ -77,6 +77,7 @@ class RunSettings(StudyRef):
     heartbeat_grace: int | None = None
     outage_wait: float = 300.0
     compile: bool = False
+    records: str = "auto"  # a finished trial's records: background, inline or auto
     enqueue_seeds: tuple[str, ...] = ()
     max_params: int | None = None
     max_latent: int | None = None

@@ -8,6 +8,7 @@ whatever it carries.
 from __future__ import annotations
 
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from .records import as_metrics, as_params, as_tags, context_tags, data_inputs, 
 from .resilient import ResilientClient
 from .secrets import scrub, secrets_in
 from .stores import TrackingURL, tracking_client
+from .timing import Breakdown
 
 STATUS_OF_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 RESUME_DIR = "resume"
@@ -235,6 +237,7 @@ class TrialRun:
         self.spec: TrialSpec | None = None
         self.model = None
         self.closed = False
+        self.breakdown: Breakdown | None = None  # the trial's; close() logs it as time_*
 
     def start(self, spec: TrialSpec, context: dict[str, Any], trial=None) -> None:
         """Log every setting of the spec, the run's context and, under Optuna's own names,
@@ -330,6 +333,8 @@ class TrialRun:
         """
         if self.closed:
             return
+        started = time.perf_counter()
+        breakdown = self.breakdown or Breakdown()
         tags = {"optuna.state": state}
         if reason:
             tags["fail_reason" if state == "FAIL" else "prune_reason"] = scrub(reason, self.secrets)
@@ -346,13 +351,16 @@ class TrialRun:
                 if problem:
                     tags["model_error"] = problem
             if state in ("COMPLETE", "PRUNED"):
-                problem = StudyTracker.safely(self._pictures, tmp_path)
+                with breakdown("pictures"):
+                    problem = StudyTracker.safely(self._pictures, tmp_path)
                 if problem:
                     tags["pictures_error"] = problem
             if error is not None:
                 text = "".join(traceback.format_exception(error))
                 (tmp_path / "traceback.txt").write_text(scrub(text, self.secrets))
                 self.client.log_artifact(self.run_id, str(tmp_path / "traceback.txt"))
+        breakdown.add("records", time.perf_counter() - started)
+        metrics.update(breakdown.metrics())
         self.client.log_batch(self.run_id, metrics=as_metrics(metrics, 0), tags=as_tags(tags))
         self.client.set_terminated(self.run_id, STATUS_OF_STATE[state])
         self.closed = True

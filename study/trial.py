@@ -10,8 +10,6 @@ its checkpoint and records are written.
 from __future__ import annotations
 
 import gc
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,18 +25,16 @@ from objectives import CELL_ATTR, SEED_ATTR, Objective, run_trial, trial_spec
 from . import optuna_internals as internals
 from .costs import COST_ATTR, OVER_BUDGET_ATTR, CostMeter, budget_violation
 from .outage import OutageError
+from .reporter import TrialReporter, run_context, worker_name
 from .scheduler import Heartbeat, retry_history
 from .secrets import scrub, secrets_in
 from .settings import RunSettings
+from .timing import TIME_ATTR, Breakdown, TimedTrial
+from .writer import RecordWriter
 
 TAKEN_OVER = "TAKEN_OVER"
 DATA_ATTR = "images"
 STATES = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}
-
-
-def worker_name() -> str:
-    """``host:pid``: which process ran a trial (a trial attribute and an MLflow param)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class OverBudget(optuna.TrialPruned):
@@ -62,43 +58,6 @@ class Outcome:
     reason: str | None = None
 
 
-class TrialReporter:
-    """The objective's reporter: keeps the spec on the Optuna trial, forwards everything to
-    the MLflow run, and checks before each step that the trial is still this worker's."""
-
-    def __init__(self, trial, run, context: dict, guard: Callable[[], None]):
-        self.trial, self.run, self.context, self.guard = trial, run, context, guard
-        self.epochs = 0
-        self.last_value: float | None = None
-        self.last_val: dict | None = None
-        self.batch_size: int | None = None
-        self.seconds: list[float] = []
-        self.model = None
-
-    def start(self, spec) -> None:
-        self.guard()
-        self.trial.set_user_attr("spec", spec.to_dict())
-        self.batch_size = spec.train.batch_size
-        if self.run is not None:
-            self.run.start(spec, self.context, self.trial)
-
-    def epoch(self, result) -> None:
-        self.guard()
-        self.epochs += 1
-        self.seconds.append(result.seconds)
-        if result.phase == "train":
-            self.last_value, self.last_val = result.value, dict(result.val)
-        if self.run is not None:
-            self.run.epoch(result)
-
-    def done(self, model) -> None:
-        # The trained model, for the checkpoint and pictures; needed where a retried trial
-        # resumed after its very last epoch and trained none.
-        self.model = model
-        if self.run is not None:
-            self.run.model = model
-
-
 class TrialRunner:
     """Runs asked trials of one study (``runner(study, trial) -> Outcome``)."""
 
@@ -111,6 +70,8 @@ class TrialRunner:
         device: torch.device,
         tracker=None,
         say: Callable[[str], None] = print,
+        writer: RecordWriter | None = None,
+        on_recorded: Callable[[Outcome], None] | None = None,
     ):
         self.objective = objective
         self.data = data
@@ -118,43 +79,44 @@ class TrialRunner:
         self.device = device
         self.tracker = tracker
         self.say = say
+        self.writer, self.on_recorded = writer, on_recorded
 
-    def __call__(self, study: optuna.Study, trial: optuna.Trial) -> Outcome:
+    def __call__(self, study: optuna.Study, trial: optuna.Trial, ask_seconds: float = 0.0):
+        """Run an asked trial; its ``Outcome``, or None where ``writer`` writes its records
+        while the caller goes on (``on_recorded`` gets the outcome then)."""
         start = time.perf_counter()
-        with Heartbeat(study, trial, self.say) as beat:
+        beat = Heartbeat(study, trial, self.say).__enter__()
+        try:
             life = _Life(self, study, trial, beat)
-            life.run()
-        return Outcome(
-            trial.number, life.state, life.value, time.perf_counter() - start, life.epochs,
-            life.reason,
-        )  # fmt: skip
+            life.breakdown.add("ask", ask_seconds)
+            life.attempt()
+            if self.writer is not None and life.deferrable:
+                try:  # waits for the last trial's records first
+                    self.writer.submit(lambda: self._record(life, start))
+                except KeyboardInterrupt:
+                    life.record()  # it trained to its end: recorded before Ctrl-C goes on
+                    raise
+                beat = None  # beats on until the trial is told
+                return None
+            life.record()
+        finally:
+            if beat is not None:  # not handed to the writer
+                if self.writer is not None:  # (if it failed before its parameters were sampled)
+                    self.writer.release()
+                beat.__exit__(None, None, None)
+        return life.outcome(start)
+
+    def _record(self, life: _Life, start: float) -> None:
+        try:
+            life.record()
+        finally:
+            life.beat.__exit__(None, None, None)
+        self.on_recorded(life.outcome(start))
 
     def trial_seed(self, trial, original: int) -> int:
         """The seed a trial trains with: its cell's, else ``--seed`` + its first number."""
         cell = trial.user_attrs.get(CELL_ATTR)
         return cell["seed"] if cell is not None else self.settings.seed + original
-
-    def context(self, trial, original: int) -> dict:
-        s = self.settings
-        extra = {SEED_ATTR: trial.user_attrs[SEED_ATTR]} if SEED_ATTR in trial.user_attrs else {}
-        cell = trial.user_attrs.get(CELL_ATTR)
-        if cell is not None:  # what the experiment varied, as params of the run
-            extra.update({f"cell.{k}": v for k, v in cell.items() if k != "spec"})
-        if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # this worker's GPU(s)
-            extra["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
-        return {
-            **extra,
-            "worker": worker_name(),
-            "dataset": self.data.name,
-            "limit_train": len(self.data.train),
-            "limit_val": len(self.data.val),
-            "max_epochs": s.epochs,
-            "device": str(self.device),
-            "sampler": s.sampler,
-            "pruner": s.pruner,
-            "seed": s.seed,
-            "trial_seed": self.trial_seed(trial, original),
-        }
 
 
 class _Life:
@@ -167,10 +129,22 @@ class _Life:
         self.state, self.value, self.reason = "FAIL", None, None
         self.error: BaseException | None = None
         self.spec, self.meter, self.over_budget = None, None, False
+        self.breakdown = Breakdown()
 
     @property
     def epochs(self) -> int:
         return self.reporter.epochs if self.reporter is not None else 0
+
+    @property
+    def deferrable(self) -> bool:
+        """Records written while the next trial trains? Failures are recorded at once."""
+        return self.state in ("COMPLETE", "PRUNED")
+
+    def outcome(self, start: float) -> Outcome:
+        return Outcome(
+            self.trial.number, self.state, self.value, time.perf_counter() - start,
+            self.epochs, self.reason,
+        )  # fmt: skip
 
     def guard(self) -> None:
         """Raise ``TakenOver`` once the storage no longer holds this trial as RUNNING."""
@@ -178,9 +152,17 @@ class _Life:
             raise TakenOver(f"taken over: no heartbeat for {self.beat.silence():.0f} s")
 
     def run(self) -> None:
+        """Train, then record: the trial ends in one recorded state."""
+        self.attempt()
+        self.record()
+
+    def attempt(self) -> None:
+        """Train; the outcome is kept for ``record()`` (an interrupted trial is recorded
+        here, before the interrupt goes on)."""
         try:
             self.value = self.train()
-            self.guard()
+            with self.breakdown("storage"):
+                self.guard()
             self.state = "COMPLETE"
         except optuna.TrialPruned as e:
             self.state, self.reason = "PRUNED", str(e)
@@ -212,27 +194,35 @@ class _Life:
             raise
         except Exception as e:  # noqa: BLE001 - recorded with its traceback; the study goes on
             self.reason, self.error = f"{type(e).__name__}: {e}", e
-        self.record()
 
     def train(self) -> float:
-        runner, trial = self.runner, self.trial
-        trial.set_user_attr("worker", worker_name())
-        # The images it saw (study.confirm retrains with the same by default).
-        trial.set_user_attr(
-            DATA_ATTR, {"train": len(runner.data.train), "val": len(runner.data.val)}
-        )
-        history = retry_history(internals.current(self.study, trial))
+        runner, trial, timed = self.runner, self.trial, self.breakdown
+        with timed("storage"):
+            trial.set_user_attr("worker", worker_name())
+            # The images it saw (study.confirm retrains with the same by default).
+            trial.set_user_attr(
+                DATA_ATTR, {"train": len(runner.data.train), "val": len(runner.data.val)}
+            )
+            history = retry_history(internals.current(self.study, trial))
         original = history[0] if history else trial.number
         resume = None
         if runner.tracker is not None:
-            self.mlflow_run = runner.tracker.start_trial(trial, objective=runner.objective.name)
-            resume = self._resume(history)
+            with timed("tracking"):
+                self.mlflow_run = runner.tracker.start_trial(trial, objective=runner.objective.name)
+                self.mlflow_run.breakdown = timed
+                resume = self._resume(history)
+        writer = runner.writer
         self.reporter = TrialReporter(
-            trial, self.mlflow_run, runner.context(trial, original), self.guard
-        )
+            trial, self.mlflow_run, run_context(runner, trial, original), self.guard, timed,
+            settle=writer.wait if writer is not None else (lambda: None),
+        )  # fmt: skip
         if resume is not None:
             self.reporter.epochs = len(resume["history"])
+        trial = TimedTrial(trial, timed)  # suggesting, reporting, pruning: storage time
         spec = trial_spec(trial, runner.objective, max_epochs=runner.settings.epochs)
+        if writer is not None:  # sampled: the last trial's records may be written now
+            with timed("wait"):
+                writer.release()
         self.spec, self.meter = spec, CostMeter(runner.device)
         s = runner.settings
         over = budget_violation(self.meter.record(spec), s.max_params, s.max_latent)
@@ -312,6 +302,7 @@ class _Life:
 
     def record_costs(self, cost: dict | None) -> None:
         """The trial's costs and final validation metrics as its user attributes."""
+        self.trial.set_user_attr(TIME_ATTR, self.breakdown.rounded())
         if cost is None:
             return
         if self.state == "COMPLETE" and self.reporter and self.reporter.last_val is not None:

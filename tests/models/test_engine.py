@@ -241,7 +241,7 @@ def test_resuming_from_a_snapshot_matches_an_uninterrupted_run(config, stop_afte
     resumed = m.fit(config, cfg, train, val, device=CPU, seed=5, resume=state)
 
     def without_time(history):
-        return [{**h.record(), "seconds": None} for h in history]
+        return [{**h.record(), "seconds": None, "eval_seconds": None} for h in history]
 
     assert len(resumed.history) == len(whole.history)
     assert without_time(resumed.history) == without_time(whole.history)

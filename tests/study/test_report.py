@@ -132,3 +132,26 @@ def test_importances_with_conditional_parameters(tmp_path):
     assert notes == []
     assert {p.name for _, _, p in plots} >= {"importances.png", "parallel.png", "slice.png"}
     assert len(top) == 2 and set(top) <= {"x", "opt", "wd"}
+
+
+def test_every_trial_says_where_its_time_went_and_the_report_sums_it(classifier_study):
+    from study.timing import ACTIVITIES, LABELS
+
+    study, client, _, runs = load(classifier_study)
+    by_id = {r.info.run_id: r for r in runs}
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert finished
+    for t in finished:
+        spent = t.user_attrs["time"]
+        assert set(spent) == set(ACTIVITIES)
+        assert spent["train"] > 0 and spent["eval"] > 0 and spent["tracking"] > 0
+        assert 0 < spent["pictures"] <= spent["records"]
+        metrics = by_id[t.user_attrs["mlflow_run_id"]].data.metrics
+        for k in ACTIVITIES:
+            assert metrics[f"time_{k}_s"] == pytest.approx(spent[k], abs=1e-3)
+    md = (classifier_study / "reports" / study.study_name / "report.md").read_text()
+    section = md.split("## Where the time went\n", 1)[1].split("\n## ", 1)[0]
+    rows = {r[0]: r[1] for r in table("### t\n" + section, "t")}
+    for key, label in LABELS.items():
+        total = sum(t.user_attrs.get("time", {}).get(key, 0) for t in study.trials)
+        assert float(rows[label]) == pytest.approx(total, abs=0.06)

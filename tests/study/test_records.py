@@ -1,0 +1,163 @@
+"""A finished trial's records are written while the next trial trains (``--records
+background``, the default on a GPU), and that loses nothing: a worker killed meanwhile leaves
+the trial to be retried (never COMPLETE without its checkpoint); Ctrl-C waits for the
+records. Either way (``inline``, the default on a CPU, too) every trial is sampled before
+the last is told. Real processes, real stores."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from optuna.trial import TrialState
+
+from .conftest import stores
+from .helpers import artifacts, load
+from .test_reliability import ARGS, MLP, NAME, SLOW, _finish, _prepare
+
+# study.run whose trial pictures (the last records before the run is closed and the trial
+# told) announce themselves in $MARKER and then wait for $RELEASE to exist.
+HELD_RECORDS = """
+import os, pathlib, runpy, signal, sys, time
+import study.tracking as tracking
+marker, release = pathlib.Path(os.environ["MARKER"]), pathlib.Path(os.environ["RELEASE"])
+pictures = tracking.TrialRun._pictures
+def held(self, tmp):
+    if not marker.exists():
+        marker.write_text(str(self.trial.number))
+        while not release.exists():
+            time.sleep(0.05)
+    return pictures(self, tmp)
+tracking.TrialRun._pictures = held
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.argv[0] = "study.run"
+runpy.run_module("study.run", run_name="__main__")
+"""
+
+
+def _start_held(path):
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        MARKER=str(path / "writing"),
+        RELEASE=str(path / "release"),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", HELD_RECORDS, *ARGS, *stores(path), "--records", "background"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=path,
+    )
+
+
+def _wait_for(proc, condition, what, limit=300):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the worker exited before {what}: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"never saw {what}: {proc.communicate()}")
+
+
+def _state(path, number):
+    study, *_ = load(path, NAME)
+    trials = study.get_trials(deepcopy=False)
+    return trials[number].state if number < len(trials) else None
+
+
+def test_a_worker_killed_while_writing_a_trials_records_leaves_it_to_be_retried(tmp_path):
+    _prepare(tmp_path, MLP, SLOW)
+    proc = _start_held(tmp_path)
+    marker = tmp_path / "writing"
+    _wait_for(proc, marker.exists, "a finished trial's records being written")
+    number = int(marker.read_text())
+    # Its records are not all written: Optuna has not been told, the next trial trains.
+    _wait_for(proc, lambda: _state(tmp_path, number + 1) is not None, "the next trial")
+    assert _state(tmp_path, number) == TrialState.RUNNING
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _finish(tmp_path)  # waits for the silent trials' heartbeats to go stale, retries them
+    study, client, _, runs = load(tmp_path, NAME)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 3
+    killed = study.trials[number]
+    assert killed.state == TrialState.FAIL
+    assert killed.user_attrs["fail_reason"].startswith("no heartbeat from ")
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == number]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert all(r.info.status != "RUNNING" for r in runs)
+    by_id = {r.info.run_id: r for r in runs}
+    assert by_id[killed.user_attrs["mlflow_run_id"]].info.status == "FAILED"
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE:  # never without its checkpoint and pictures
+            run_id = t.user_attrs["mlflow_run_id"]
+            assert by_id[run_id].info.status == "FINISHED"
+            assert artifacts(client, run_id, "checkpoint") == ["checkpoint/model.pt"]
+            assert "pictures/latent.png" in artifacts(client, run_id, "pictures")
+
+
+def test_ctrl_c_waits_for_the_finished_trials_records(tmp_path):
+    _prepare(tmp_path, MLP, SLOW)
+    proc = _start_held(tmp_path)
+    marker = tmp_path / "writing"
+    _wait_for(proc, marker.exists, "a finished trial's records being written")
+    number = int(marker.read_text())
+    _wait_for(proc, lambda: _state(tmp_path, number + 1) is not None, "the next trial")
+    proc.send_signal(signal.SIGINT)
+    # The trial that was training is recorded as interrupted; the process then waits for
+    # the records still being written (held until now) instead of leaving them behind.
+    _wait_for(proc, lambda: _state(tmp_path, number + 1) == TrialState.FAIL, "the interrupt")
+    assert _state(tmp_path, number) == TrialState.RUNNING
+    (tmp_path / "release").touch()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (out, err)
+    study, client, parents, runs = load(tmp_path, NAME)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    run_id = study.trials[number].user_attrs["mlflow_run_id"]
+    assert {r.info.run_id: r for r in runs}[run_id].info.status == "FINISHED"
+    assert artifacts(client, run_id, "checkpoint") == ["checkpoint/model.pt"]
+    assert "pictures/latent.png" in artifacts(client, run_id, "pictures")
+    assert parents[0].info.status == "KILLED"
+
+
+def _asked_before_the_last_was_told(study):
+    trials = study.get_trials(deepcopy=False)
+    return [
+        b.datetime_start < a.datetime_complete for a, b in zip(trials[:-1], trials[1:], strict=True)
+    ]
+
+
+def test_each_trial_is_sampled_before_the_last_is_told_however_records_are_written(
+    classifier_study, tmp_path
+):
+    """The order that makes a seeded study sample the same trials however long records
+    take (the tracked study: ``classifier_study``; here the same study untracked)."""
+    import optuna
+
+    from .conftest import TINY
+
+    study, *_ = load(classifier_study, "classifier-fashion-mnist")
+    assert all(_asked_before_the_last_was_told(study))
+    from study import run
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    argv = [*TINY, "--trials", "3", "--storage", storage, "--tracking-uri", "none"]
+    assert run.main([*argv, "--no-report"]) == 0
+    untracked = optuna.load_study(study_name="classifier-fashion-mnist", storage=storage)
+    assert all(_asked_before_the_last_was_told(untracked))
+    assert [t.params for t in untracked.trials] == [t.params for t in study.trials]
+    assert [t.values for t in untracked.trials] == [t.values for t in study.trials]
+    # Records written from a thread beside training (the default on a GPU): the same.
+    assert run.main([*TINY, "--trials", "3", *stores(tmp_path / "bg"), "--records", "background",
+                     "--no-report"]) == 0  # fmt: skip
+    background, *_ = load(tmp_path / "bg", "classifier-fashion-mnist")
+    assert all(_asked_before_the_last_was_told(background))
+    assert [t.params for t in background.trials] == [t.params for t in study.trials]
+    assert [t.values for t in background.trials] == [t.values for t in study.trials]
