@@ -24,16 +24,20 @@ def body_has(*texts):
     return check
 
 
-def scrolled_to(check):
-    """``check`` after scrolling the last chart into view (charts render as they appear)."""
+def scrolled_through(*texts):
+    """Every one of ``texts`` seen while scrolling down the charts, a step per poll: the last
+    chart drawn is scrolled into view, which draws the next ones (charts render as they
+    appear, and those scrolled far past may be taken down again)."""
+    seen = set()
 
     def scroll_and_check(driver):
+        seen.update(t for t in texts if t in driver.find_element(By.TAG_NAME, "body").text)
         charts = driver.find_elements(By.CSS_SELECTOR, "svg.main-svg")
         if charts:
             driver.execute_script("arguments[0].scrollIntoView()", charts[-1])
-        return check(driver)
+        return seen >= set(texts)
 
-    scroll_and_check.texts = check.texts
+    scroll_and_check.texts = [t for t in texts if t not in seen]
     return scroll_and_check
 
 
@@ -88,7 +92,7 @@ def test_mlflow_ui_lists_the_trials_and_renders_curves_and_artifacts(study_copy,
         wait.until(body_has("Model metrics", "cost_params", f"trial-{n} (epoch_time)"))
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "svg.main-svg")) >= 3)
         # ...and the training curves further down, once scrolled to.
-        wait.until(scrolled_to(body_has("train_acc", f"trial-{n} (train_loss)")))
+        wait.until(scrolled_through("train_acc", f"trial-{n} (train_loss)", "time_train_s"))
         screenshot(d, tmp_path, "mlflow-metrics.png")
 
         d.get(f"{url}/#/experiments/{exp}/runs/{best}/artifacts")
