@@ -2,10 +2,11 @@
 
 import sys
 
-from . import engine, published, search, storage, studies
+from . import engine, optimizers, published, search, storage, studies
 
 if __name__ == "__main__":
     engine.main([])
+    optimizers.main([])
     studies.main(sys.argv[1:])
     storage.main([])
     published.main([])
