@@ -72,14 +72,21 @@ def _state(path, number):
     return trials[number].state if number < len(trials) else None
 
 
-def test_a_worker_killed_while_writing_a_trials_records_leaves_it_to_be_retried(tmp_path):
-    _prepare(tmp_path, MLP, SLOW)
-    proc = _start_held(tmp_path)
-    marker = tmp_path / "writing"
+def _held_while_the_next_trains(path):
+    """A worker holding a finished trial's records while its next trial trains: (the
+    process, the number of the trial whose records are held)."""
+    _prepare(path, MLP, SLOW)
+    proc = _start_held(path)
+    marker = path / "writing"
     _wait_for(proc, marker.exists, "a finished trial's records being written")
     number = int(marker.read_text())
+    _wait_for(proc, lambda: _state(path, number + 1) is not None, "the next trial")
+    return proc, number
+
+
+def test_a_worker_killed_while_writing_a_trials_records_leaves_it_to_be_retried(tmp_path):
+    proc, number = _held_while_the_next_trains(tmp_path)
     # Its records are not all written: Optuna has not been told, the next trial trains.
-    _wait_for(proc, lambda: _state(tmp_path, number + 1) is not None, "the next trial")
     assert _state(tmp_path, number) == TrialState.RUNNING
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -104,12 +111,7 @@ def test_a_worker_killed_while_writing_a_trials_records_leaves_it_to_be_retried(
 
 
 def test_ctrl_c_waits_for_the_finished_trials_records(tmp_path):
-    _prepare(tmp_path, MLP, SLOW)
-    proc = _start_held(tmp_path)
-    marker = tmp_path / "writing"
-    _wait_for(proc, marker.exists, "a finished trial's records being written")
-    number = int(marker.read_text())
-    _wait_for(proc, lambda: _state(tmp_path, number + 1) is not None, "the next trial")
+    proc, number = _held_while_the_next_trains(tmp_path)
     proc.send_signal(signal.SIGINT)
     # The trial that was training is recorded as interrupted; the process then waits for
     # the records still being written (held until now) instead of leaving them behind.
