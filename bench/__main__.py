@@ -2,7 +2,7 @@
 
 import sys
 
-from . import engine, optimizers, published, search, storage, studies
+from . import anchor, engine, optimizers, published, search, storage, studies
 
 if __name__ == "__main__":
     engine.main([])
@@ -11,3 +11,4 @@ if __name__ == "__main__":
     storage.main([])
     published.main([])
     search.main([])
+    anchor.main([])

@@ -181,11 +181,13 @@ def _test_accuracy(path: Path, name: str, *, retrain: bool) -> float:
     return float(re.search(r"test acc = ([\d.]+)", out.getvalue()).group(1))
 
 
-def default_study(args) -> None:
+def default_numbers(trials: int) -> dict:
+    """``study.run --trials N`` with every default, then export, the best trial's checkpoint
+    on the test set, and its configuration retrained on 60k and tested."""
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         start = time.perf_counter()
-        _, text, loop = _run([*_stores(d), "--trials", str(args.trials)])
+        _, text, loop = _run([*_stores(d), "--trials", str(trials)])
         wall = time.perf_counter() - start
         best = re.search(r"Best trial (\d+): acc = ([\d.]+)", text)
         counts = re.search(r"\((\d+) complete, (\d+) pruned\), (\d+) failed", text)
@@ -193,15 +195,24 @@ def default_study(args) -> None:
         start = time.perf_counter()
         test = _test_accuracy(d, "classifier-fashion-mnist", retrain=True)
         retrain = time.perf_counter() - start
+    return {
+        "wall": wall, "loop": loop, "counts": "/".join(counts.groups()),
+        "best": float(best.group(2)), "trial": int(best.group(1)), "ckpt": ckpt,
+        "test": test, "retrain": retrain,
+    }  # fmt: skip
+
+
+def default_study(args) -> None:
+    r = default_numbers(args.trials)
     print(f"\nBenchmark 4: python -m study.run --trials {args.trials} (defaults)")
     print(
         "| wall time | trials complete / pruned / failed | best val acc | test acc, "
         "trial's checkpoint | test acc, retrained on 60k (time) |\n|---|---|---|---|---|"
     )
     print(
-        f"| {wall / 60:.1f} min (loop {loop / 60:.1f} min) | {'/'.join(counts.groups())} | "
-        f"{float(best.group(2)):.4f} (trial {best.group(1)}) | {ckpt:.4f} | "
-        f"{test:.4f} ({retrain:.0f} s) |"
+        f"| {r['wall'] / 60:.1f} min (loop {r['loop'] / 60:.1f} min) | {r['counts']} | "
+        f"{r['best']:.4f} (trial {r['trial']}) | {r['ckpt']:.4f} | "
+        f"{r['test']:.4f} ({r['retrain']:.0f} s) |"
     )
 
 
