@@ -123,6 +123,12 @@ def check_takeover(storage: str, tracking: str, name: str, trials: int, number: 
     assert by_id[retry.user_attrs["mlflow_run_id"]].info.status == "FINISHED"
     text = "\n".join(outs)
     assert "Traceback" not in text, text
+    # The paused worker may hold two trials: one whose records wait to be written while
+    # the next one trains (records are written at a fixed point of the next trial). Each
+    # trial it held is then taken over, and said so once.
     lines = [line for line in text.splitlines() if "taken over" in line]
-    assert len(lines) == 1, text
-    assert lines[0].startswith(f"trial {number:>4}  taken over: no heartbeat for "), text
+    taken = [int(line.split()[1]) for line in lines]
+    assert number in taken and len(taken) == len(set(taken)) <= 2, text
+    for n, line in zip(taken, lines, strict=True):
+        assert line.startswith(f"trial {n:>4}  taken over: no heartbeat for "), text
+        assert study.trials[n].state == TrialState.FAIL, text
