@@ -24,6 +24,7 @@ import optuna
 import torch
 from torch import nn
 
+from bench.studies import default_numbers
 from study import data
 
 BATCHSIZE = 128
@@ -108,8 +109,6 @@ def optuna_example(trials: int) -> dict:
 
 
 def main(argv=None) -> int:
-    from bench.studies import default_numbers
-
     p = argparse.ArgumentParser(prog="python -m bench.anchor", description=__doc__)
     p.add_argument("--trials", type=int, default=100, help="trials of each (default: 100)")
     args = p.parse_args(argv)
@@ -126,8 +125,8 @@ def main(argv=None) -> int:
         "test acc, retrained on 60k |\n|---|---|---|---|---|"
     )
     print(
-        f"| Optuna's example | {ex['wall']:.0f} s | {ex['complete']}/{ex['pruned']}/{ex['failed']} | "
-        f"{ex['best']:.4f} (1,280 test images) | - |"
+        f"| Optuna's example | {ex['wall']:.0f} s | "
+        f"{ex['complete']}/{ex['pruned']}/{ex['failed']} | {ex['best']:.4f} (1,280 test images) | - |"
     )
     print(
         f"| default study | {ours['wall']:.0f} s | {ours['counts']} | "
