@@ -147,6 +147,8 @@ def pruning(args) -> None:
     pruners = args.pruners or [default]
     common = ["--trials", str(args.trials), "--seed", "3", "--study-name", "bench-pruning",
               "--tracking-uri", "none"]  # fmt: skip
+    if args.threads:  # one core per study, so two can run side by side
+        common += ["--threads", str(args.threads)]
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for pruner in [*pruners, "none"]:
@@ -260,6 +262,7 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--budget", type=float, default=97.0)
     p.add_argument("--pruners", nargs="*", default=None, help="pruning: pruners to compare")
+    p.add_argument("--threads", type=int, default=None, help="pruning: study.run's --threads")
     p.add_argument(
         "--records", default="auto", help="tracking: study.run's --records for both variants"
     )
