@@ -16,7 +16,9 @@ from tests.servers import mlflow_server, postgres, wait_until
 
 pytestmark = pytest.mark.servers
 
-ARGS = ["--objective", "ae", "--epochs", "3", "--limit-train", "3000", "--limit-val", "300"]
+# --epochs 4: the search picks 2 to 4 epochs, so every trial is caught mid-training for at
+# least one epoch (with 1-epoch trials a study could finish before it was ever seen so).
+ARGS = ["--objective", "ae", "--epochs", "4", "--limit-train", "3000", "--limit-val", "300"]
 ARGS += ["--pruner", "none", "--heartbeat", "1", "--heartbeat-grace", "3", "--no-report"]
 ARGS += ["--threads", "1"]
 
@@ -73,6 +75,20 @@ def training(storage: str, name: str, done: int):
     )
 
 
+def wait_mid_training(workers: list[Worker], storage: str, name: str) -> None:
+    """Until a trial is complete and another mid-training; fails at once, with the workers'
+    output, if they have all exited first."""
+
+    def ready():
+        return training(storage, name, 1) or all(w.proc.poll() is not None for w in workers)
+
+    try:
+        wait_until(ready, timeout=300, what="a trial mid-training")
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}; the workers printed: {[w.output for w in workers]}") from None
+    assert any(w.proc.poll() is None for w in workers), [w.output for w in workers]
+
+
 def check_study(storage: str, tracking: str, name: str, trials: int, *, failed=0):
     study = optuna.load_study(study_name=name, storage=storage)
     states = [t.state for t in study.trials]
@@ -100,7 +116,7 @@ def test_postgresql_restarted_mid_study_both_workers_wait_and_go_on(servers, tmp
     pg, tracking = servers
     storage, name, trials = f"{pg}/optuna", "db-restart", 6
     workers = [Worker(tmp_path / f"w{i}", storage, tracking, name, trials) for i in (0, 1)]
-    wait_until(lambda: training(storage, name, 1), timeout=300, what="a trial mid-training")
+    wait_mid_training(workers, storage, name)
     pg.stop()
     try:
         for w in workers:
@@ -123,7 +139,7 @@ def test_mlflow_server_restarted_mid_study_records_are_written_when_it_is_back(s
     pg, tracking = servers
     storage, name, trials = f"{pg}/optuna", "tracking-restart", 5
     workers = [Worker(tmp_path / f"w{i}", storage, tracking, name, trials) for i in (0, 1)]
-    wait_until(lambda: training(storage, name, 1), timeout=300, what="a trial mid-training")
+    wait_mid_training(workers, storage, name)
     tracking.stop()
     try:
         wait_until(
@@ -144,7 +160,7 @@ def test_an_outage_longer_than_the_wait_stops_workers_and_a_rerun_finishes(serve
     storage, name, trials = f"{pg}/optuna", "long-outage", 4
     extra = ["--outage-wait", "4"]
     workers = [Worker(tmp_path / f"w{i}", storage, tracking, name, trials, *extra) for i in (0, 1)]
-    wait_until(lambda: training(storage, name, 1), timeout=300, what="a trial mid-training")
+    wait_mid_training(workers, storage, name)
     pg.stop()
     try:
         codes = [w.wait(timeout=300) for w in workers]
