@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,10 @@ def save(model: torch.nn.Module, spec: TrialSpec, path: Path, **extra: Any) -> P
     return path
 
 
-def fetch(uri: str, *, tracking_uri: str | None = None) -> Path:
-    """A local path for ``uri``: a path, ``file://``, ``runs:/`` or any MLflow artifact URI."""
+@contextlib.contextmanager
+def fetched(uri: str, *, tracking_uri: str | None = None) -> Iterator[Path]:
+    """A local path for ``uri`` (a path, ``file://``, ``runs:/`` or any MLflow artifact URI),
+    valid inside the ``with``; a downloaded copy is deleted on leaving it."""
     if uri.startswith("file://"):
         from urllib.parse import unquote, urlparse
 
@@ -38,16 +42,18 @@ def fetch(uri: str, *, tracking_uri: str | None = None) -> Path:
         path = Path(uri).expanduser()
         if not path.is_file():
             raise CheckpointError(f"checkpoint {uri!r} does not exist")
-        return path
+        yield path
+        return
     import mlflow
 
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="ckpt-"), tracking_uri=tracking_uri
-        )
-    except Exception as e:  # noqa: BLE001 - MLflow raises many kinds for a missing artifact
-        raise CheckpointError(f"could not fetch checkpoint {uri!r}: {str(e)[:200]}") from None
-    return Path(local)
+    with tempfile.TemporaryDirectory(prefix="ckpt-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri
+            )
+        except Exception as e:  # noqa: BLE001 - MLflow raises many kinds for a missing artifact
+            raise CheckpointError(f"could not fetch checkpoint {uri!r}: {str(e)[:200]}") from None
+        yield Path(local)
 
 
 def load(
@@ -61,11 +67,11 @@ def load(
         model, spec = load("runs:/<run_id>/checkpoint/model.pt",
                            tracking_uri="sqlite:///mlruns/mlflow.db")
     """
-    path = fetch(uri, tracking_uri=tracking_uri)
-    try:
-        blob = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise CheckpointError(f"{path} is not a readable checkpoint: {str(e)[:200]}") from None
+    with fetched(uri, tracking_uri=tracking_uri) as path:
+        try:
+            blob = torch.load(path, map_location=device, weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"{uri} is not a readable checkpoint: {str(e)[:200]}") from None
     if not isinstance(blob, dict) or blob.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not a latent-study checkpoint (format {FORMAT_VERSION})")
     spec = TrialSpec.from_dict(blob["spec"])

@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -192,6 +193,19 @@ def test_the_study_logs_the_best_encoder_and_it_loads_without_the_harness(
     ).encode(x)
     assert exported.shape == expected.shape == (33, meta["latent_dim"])
     np.testing.assert_allclose(exported, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_logged_checkpoint_is_loaded_without_leaving_its_download_behind(
+    classifier_study, tmp_path, monkeypatch
+):
+    _, _, _, run_id = best_run(classifier_study)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where mkdtemp puts downloads
+    uri = f"runs:/{run_id}/checkpoint/model.pt"
+    model, spec = checkpoint.load(uri, tracking_uri=f"sqlite:///{classifier_study}/mlflow.db")
+    assert spec.objective == "classifier" and sum(p.numel() for p in model.parameters()) > 0
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("ckpt-")] == []
 
 
 # -- python -m study.encode -------------------------------------------------------------------

@@ -104,10 +104,10 @@ def test_three_workers_share_one_study_and_artifacts_travel_over_http(cluster, t
         assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # served, not a path
         assert len(client.get_metric_history(run.info.run_id, "val_mse")) >= 1
         if t.state.name == "COMPLETE":
-            local = checkpoint.fetch(
-                f"runs:/{run.info.run_id}/checkpoint/model.pt", tracking_uri=tracking
-            )
-            blob = torch.load(local, weights_only=True)
+            uri = f"runs:/{run.info.run_id}/checkpoint/model.pt"
+            with checkpoint.fetched(uri, tracking_uri=tracking) as local:
+                blob = torch.load(local, weights_only=True)
+            assert not local.exists()  # the downloaded copy is not left behind
             assert blob["spec"] == t.user_attrs["spec"]
             names = {a.path for a in client.list_artifacts(run.info.run_id, "pictures")}
             assert "pictures/reconstructions.png" in names
