@@ -18,10 +18,28 @@ __all__ = [
     "FINISHED",
     "BaseHeartbeat",
     "StudyView",
+    "cached",
     "current",
     "heartbeat_interval",
     "stale_trial_ids",
 ]
+
+
+def cached(storage: BaseStorage) -> BaseStorage:
+    """An RDB storage behind Optuna's cache of finished trials, as ``optuna.create_study``
+    builds it from a URL (other storages unchanged).
+
+    Why: Optuna wraps an ``RDBStorage`` in ``_CachedStorage`` only when it is handed the
+    storage itself; the harness hands it a ``ResilientStorage`` around one, and without the
+    cache every ``get_all_trials`` re-reads every trial from the database. TPE reads them once
+    per parameter group (constant liar turns its own cache off) and the pruner once per
+    report: ~4.5 s of every trial by the 100th trial of the default study on SQLite.
+    Finished trials never change, so the cache reads only the unfinished ones again.
+    (``optuna.storages.get_storage`` is public but documented "only for internal usage".)
+    """
+    from optuna.storages import get_storage  # wraps an RDBStorage in _CachedStorage
+
+    return get_storage(storage)
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:

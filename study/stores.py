@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .optuna_internals import cached
 from .secrets import (
     DATABASE_CREDENTIALS,
     check_tracking_credentials,
@@ -242,7 +243,8 @@ def storage_errors(storage: StorageURL) -> Iterator[None]:
 
 def open_storage(storage: StorageURL, *, heartbeat: int = 30, grace: int | None = None, retry=None):
     """The Optuna storage behind ``storage``. RDB storages get heartbeats (``retry`` is the
-    callback that queues a dead trial again) and replace dead pooled connections."""
+    callback that queues a dead trial again), replace dead pooled connections and keep
+    finished trials in Optuna's cache."""
     import optuna
     from optuna.storages import RDBStorage
 
@@ -258,13 +260,14 @@ def open_storage(storage: StorageURL, *, heartbeat: int = 30, grace: int | None 
     if storage.kind == "sqlite":
         engine = {"connect_args": {"timeout": 60}}  # wait for other writers, don't fail
     with storage_errors(storage):
-        return RDBStorage(
+        rdb = RDBStorage(
             storage.url,
             engine_kwargs=engine,
             heartbeat_interval=heartbeat,
             grace_period=grace if grace is not None else 3 * heartbeat,
             heartbeat_stale_trial_callback=retry,
         )
+    return cached(rdb)  # finished trials read once, as Optuna does for a storage URL
 
 
 class StudyLock:

@@ -35,3 +35,42 @@ def test_a_silent_trial_is_reported_stale_after_the_grace_period(tmp_path):
     # Reading its state by id sees another process's change (here: failed behind its back).
     storage.set_trial_state_values(internals.trial_id(trial), TrialState.FAIL)
     assert internals.current(study, trial).state == TrialState.FAIL
+
+
+def test_the_harness_reads_finished_trials_once_and_unfinished_ones_each_time(tmp_path):
+    """``open_storage`` puts Optuna's cache of finished trials in front of the database (as
+    ``optuna.create_study(storage=URL)`` does); another process's changes to trials that are
+    not finished still show, and finished trials are not fetched again."""
+    from optuna.storages import _CachedStorage
+
+    from study.stores import open_storage, parse_storage
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    storage = open_storage(parse_storage(url), heartbeat=60)
+    assert isinstance(storage, _CachedStorage)
+    study = optuna.create_study(study_name="s", storage=storage)
+    for _ in range(3):
+        study.tell(study.ask(), 1.0)
+    running = study.ask()
+    other = RDBStorage(url)  # another worker's connection
+    other.set_trial_state_values(internals.trial_id(running), TrialState.FAIL)
+    assert internals.current(study, running).state == TrialState.FAIL
+    assert [t.state for t in study.get_trials()][-1] == TrialState.FAIL
+
+    fetched = []
+    backend = storage._backend
+    read = backend._get_trials
+
+    def spy(*args, **kwargs):  # the real read, noting which trials it returned
+        trials = read(*args, **kwargs)
+        fetched.extend(t.number for t in trials)
+        return trials
+
+    backend._get_trials = spy
+    other_study = optuna.load_study(study_name="s", storage=other)
+    other_study.tell(other_study.ask(), 2.0)  # a trial this worker has not seen yet
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE] * 3 + [TrialState.FAIL, TrialState.COMPLETE]
+    assert fetched == [4]  # only the new trial came from the database
+    study.get_trials()
+    assert fetched == [4]  # and nothing again: every trial is finished
