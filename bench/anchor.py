@@ -24,7 +24,7 @@ import optuna
 import torch
 from torch import nn
 
-from bench.studies import default_numbers
+from bench.studies import default_numbers, spent_line
 from study import data
 
 BATCHSIZE = 128
@@ -132,6 +132,7 @@ def main(argv=None) -> int:
         f"| default study | {ours['wall']:.0f} s | {ours['counts']} | "
         f"{ours['best']:.4f} (2,500 validation images) | {ours['test']:.4f} |"
     )
+    print(spent_line(ours["spent"]))
     print(f"\nRatio of wall times: {ours['wall'] / ex['wall']:.1f}x (goal: <= 4x)")
     return 0
 

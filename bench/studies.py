@@ -193,6 +193,7 @@ def default_numbers(trials: int) -> dict:
         wall = time.perf_counter() - start
         best = re.search(r"Best trial (\d+): acc = ([\d.]+)", text)
         counts = re.search(r"\((\d+) complete, (\d+) pruned\), (\d+) failed", text)
+        spent = _breakdown(d, "classifier-fashion-mnist")
         ckpt = _test_accuracy(d, "classifier-fashion-mnist", retrain=False)
         start = time.perf_counter()
         test = _test_accuracy(d, "classifier-fashion-mnist", retrain=True)
@@ -200,8 +201,15 @@ def default_numbers(trials: int) -> dict:
     return {
         "wall": wall, "loop": loop, "counts": "/".join(counts.groups()),
         "best": float(best.group(2)), "trial": int(best.group(1)), "ckpt": ckpt,
-        "test": test, "retrain": retrain,
+        "test": test, "retrain": retrain, "spent": spent,
     }  # fmt: skip
+
+
+def spent_line(spent: dict[str, float]) -> str:
+    """Where a study's time went, seconds summed over its trials (the trials' ``time``)."""
+    return "Seconds per activity, summed over the trials: " + ", ".join(
+        f"{k} {v:.0f}" for k, v in spent.items()
+    )
 
 
 def default_study(args) -> None:
@@ -216,6 +224,7 @@ def default_study(args) -> None:
         f"{r['best']:.4f} (trial {r['trial']}) | {r['ckpt']:.4f} | "
         f"{r['test']:.4f} ({r['retrain']:.0f} s) |"
     )
+    print(spent_line(r["spent"]))
 
 
 def same_budget(args) -> None:
