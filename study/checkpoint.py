@@ -73,7 +73,7 @@ def load(
         except Exception as e:  # noqa: BLE001
             raise CheckpointError(f"{uri} is not a readable checkpoint: {str(e)[:200]}") from None
     if not isinstance(blob, dict) or blob.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} is not a latent-study checkpoint (format {FORMAT_VERSION})")
+        raise CheckpointError(f"{uri} is not a latent-study checkpoint (format {FORMAT_VERSION})")
     spec = TrialSpec.from_dict(blob["spec"])
     model = build_model(spec.model).to(device)
     model.load_state_dict(blob["state_dict"])
