@@ -2,11 +2,22 @@
 
 import sys
 
-from . import anchor, engine, memory_format, optimizers, published, search, storage, studies
+from . import (
+    anchor,
+    denormals,
+    engine,
+    memory_format,
+    optimizers,
+    published,
+    search,
+    storage,
+    studies,
+)
 
 if __name__ == "__main__":
     engine.main([])
     optimizers.main([])
+    denormals.main([])
     memory_format.main([])
     studies.main(sys.argv[1:])
     storage.main([])

@@ -117,6 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, nargs="+", default=[64, 256])
     p.add_argument("--compile", action="store_true", help="also time the torch.compile'd engine")
     args = p.parse_args(argv)
+    m.flush_denormals()  # as the harness's entry points do, before any parallel work
     device = m.resolve_device(args.device)
     root = str(data_mod.locate("fashion-mnist")[0])
     full = data_mod.load("fashion-mnist")

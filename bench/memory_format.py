@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from models import ConvAEConfig, build_model
+from models import ConvAEConfig, build_model, flush_denormals
 
 CASES = [  # (channels, downsample, batch norm, batch, FC latent)
     ((16, 32, 64), "maxpool", True, 256, None),
@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.memory_format", description=__doc__)
     p.add_argument("--reps", type=int, default=5)
     args = p.parse_args(argv)
+    flush_denormals()  # as the harness's entry points do, before any parallel work
     print(
         "| channels | downsample | BatchNorm | batch | NCHW (ms/step) | channels_last (ms/step) |"
     )

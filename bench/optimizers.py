@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.optimizers", description=__doc__)
     p.add_argument("--reps", type=int, default=3)
     args = p.parse_args(argv)
+    m.flush_denormals()  # as the harness's entry points do, before any parallel work
     train = data_mod.load("fashion-mnist").train
     print("| model | batch | optimiser | " + " | ".join(VARIANTS) + " |")
     print("|---|---|---|" + "---|" * len(VARIANTS))

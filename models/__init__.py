@@ -4,7 +4,7 @@ from ._autoencoder import Autoencoder, ConvAEConfig, MLPAEConfig
 from ._classifier import FREEZE_CHOICES, ClassifierConfig, LatentClassifier
 from ._config import ACTIVATIONS, ConfigBase, ConfigError
 from ._data import Split
-from ._device import autocast, prepare_model, resolve_device
+from ._device import autocast, flush_denormals, prepare_model, resolve_device
 from ._engine import (
     CompiledTask,
     EpochResult,
@@ -52,6 +52,7 @@ __all__ = [
     "default_view",
     "evaluate",
     "fit",
+    "flush_denormals",
     "make_optimizer",
     "prepare_model",
     "recon_task",

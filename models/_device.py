@@ -52,6 +52,22 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
+def flush_denormals() -> bool:
+    """Treat subnormal floats as zero in CPU arithmetic (x86 FTZ/DAZ), as TensorFlow's CPU
+    threads do by default; ``False`` where the CPU has no such mode.
+
+    Adam's moving averages of weights whose gradient has become zero (dead ReLU units, pixels
+    that are almost always black) decay by 0.9 per step through the subnormal range, where x86
+    arithmetic is many times slower: unflushed, the S2 MLP AE's fused Adam step took 6x as
+    long and its whole epoch 1.5x (BENCHMARKS.md, benchmark 1). The trained weights are
+    bit-identical either way (checked on five presets; an update of ~1e-39 does not change a
+    float32 weight). The mode is per thread and new threads inherit it, so call this before
+    the process's first parallel torch operation (the harness's entry points do): torch's
+    OpenMP threads, created then, flush too.
+    """
+    return bool(torch.set_flush_denormal(True))
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full precision elsewhere."""
     if device.type == "cuda":

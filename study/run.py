@@ -263,14 +263,14 @@ def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
     """
     import torch
 
-    from models import resolve_device
+    from models import flush_denormals, resolve_device
     from objectives import OBJECTIVES
 
     from .session import open_session
     from .warm import check_configs
 
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+    flush_denormals()  # before any parallel work, so that torch's threads inherit it
+    torch.set_num_threads(settings.threads or torch.get_num_threads())
     # Everything a user can get wrong is checked before any store is touched.
     device = resolve_device(settings.device)
     check_storage(settings.storage)

@@ -188,10 +188,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(s: TrainSettings) -> int:
-    from models import evaluate, resolve_device, task_for
+    from models import evaluate, flush_denormals, resolve_device, task_for
 
     from . import data as data_mod
 
+    flush_denormals()  # before any parallel work, so that torch's threads inherit it
     cfg, spec = read_spec(s.config)
     s = replace(s, tracking=s.tracking or config_tracking(cfg))
     if s.epochs is not None:

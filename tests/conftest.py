@@ -1,6 +1,9 @@
 import pytest
 import torch
 
+from models import flush_denormals
+
+flush_denormals()  # as study.run does, before any parallel work
 torch.set_num_threads(2)
 
 

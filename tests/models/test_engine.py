@@ -291,3 +291,40 @@ def test_vae_evaluation_is_the_elbo_at_a_posterior_sample_and_repeatable(small):
         optimistic = (at_mean.flatten(1).sum(1) + kl).mean().item()
     assert first["nelbo"] == pytest.approx(by_hand, rel=1e-5)
     assert optimistic < first["nelbo"]  # decoding the mean would flatter the model
+
+
+def _flushing() -> bool:
+    return float(torch.tensor([1e-39]) * 2) == 0.0
+
+
+def test_flushing_subnormals_leaves_adams_averages_clean_and_the_weights_unchanged(fmnist):
+    # Adam's averages of rarely-used weights decay by 0.9 a step into the subnormal range,
+    # where x86 arithmetic crawls; flushed, they become 0 and the weights stay bit-identical.
+    # One thread, so that the mode (per thread) covers every operation of the test.
+    was, threads = _flushing(), torch.get_num_threads()
+    config = m.MLPAEConfig(hidden=(32,), latent_dim=3)
+    results = {}
+    torch.set_num_threads(1)
+    try:
+        for flush in (False, True):
+            torch.set_flush_denormal(False)
+            if flush:
+                assert m.flush_denormals() and _flushing()
+            torch.manual_seed(0)
+            model = m.build_model(config)
+            opt = m.make_optimizer(model.parameters(), m.TrainConfig(batch_size=8), CPU)
+            gen = torch.Generator().manual_seed(0)
+            for _ in range(8):  # 1,000 steps
+                m.train_epoch(model, m.task_for(config), fmnist.train.head(1000), opt,
+                              batch_size=8, device=CPU, generator=gen)  # fmt: skip
+            tiny = torch.finfo(torch.float32).tiny
+            averages = torch.cat([s["exp_avg"].flatten() for s in opt.state.values()])
+            subnormal = int(((averages != 0) & (averages.abs() < tiny)).sum())
+            results[flush] = (_weights(model), subnormal)
+    finally:
+        torch.set_flush_denormal(was)
+        torch.set_num_threads(threads)
+    assert results[False][1] > 0  # the slow case is really there without flushing
+    assert results[True][1] == 0
+    kept, flushed = results[False][0], results[True][0]
+    assert all(torch.equal(kept[k], flushed[k]) for k in kept)
