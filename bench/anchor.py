@@ -10,10 +10,11 @@ of the test set after each epoch, Optuna's default sampler and pruner (TPE, medi
 here), read by torchvision as the example reads them.
 
 Both run one after the other, so the ratio of their wall times holds for this machine at this
-moment; the example in a process of its own, as a user runs it (without the harness's
-process settings, e.g. ``models.flush_denormals``), the default study in this one; the table gives both accuracies: the example's own metric
-(best accuracy on its 1,280 test images) and the default study's best validation accuracy
-and its best configuration retrained on all 60,000 training images and tested on 10,000.
+moment: the example in a process of its own, as a user runs it (without the harness's process
+settings such as ``models.flush_denormals``), the default study in this one. The table gives
+both accuracies: the example's own metric (best accuracy on its 1,280 test images) and the
+default study's best validation accuracy and its best configuration retrained on all 60,000
+training images and tested on 10,000.
 """
 
 from __future__ import annotations
