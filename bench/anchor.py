@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         print(json.dumps(optuna_example(args.trials)))
         return 0
     cmd = [sys.executable, "-m", "bench.anchor", "--example-only", "--trials", str(args.trials)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
     ex = json.loads(out.splitlines()[-1])
     print(f"  Optuna's example: {ex}", flush=True)
     ours = default_numbers(args.trials)

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         for _ in range(args.reps):
             for flush in runs:
                 cmd = [sys.executable, "-m", "bench.denormals", "--one", preset, str(batch), flush]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
                 runs[flush].append(json.loads(out.splitlines()[-1]))
         kept, flushed = (statistics.median(r["epoch"] for r in runs[k]) for k in ("0", "1"))
         same = len({r["weights"] for r in runs["0"] + runs["1"]}) == 1

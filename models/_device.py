@@ -60,10 +60,10 @@ def flush_denormals() -> bool:
     that are almost always black) decay by 0.9 per step through the subnormal range, where x86
     arithmetic is many times slower: unflushed, the S2 MLP AE's fused Adam step took 6x as
     long and its whole epoch 1.5x (BENCHMARKS.md, benchmark 1). The trained weights are
-    bit-identical either way (checked on four presets, S0, S2, S3 and S4; an update of ~1e-39 does not change a
-    float32 weight). The mode is per thread and new threads inherit it, so call this before
-    the process's first parallel torch operation (the harness's entry points do): torch's
-    OpenMP threads, created then, flush too.
+    bit-identical either way (checked on the S0, S2, S3 and S4 presets; an update of ~1e-39
+    does not change a float32 weight). The mode is per thread and new threads inherit it, so
+    call this before the process's first parallel torch operation (the harness's entry points
+    do): torch's OpenMP threads, created then, flush too.
     """
     return bool(torch.set_flush_denormal(True))
 

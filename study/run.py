@@ -270,7 +270,8 @@ def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
     from .warm import check_configs
 
     flush_denormals()  # before any parallel work, so that torch's threads inherit it
-    torch.set_num_threads(settings.threads or torch.get_num_threads())
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     # Everything a user can get wrong is checked before any store is touched.
     device = resolve_device(settings.device)
     check_storage(settings.storage)
@@ -377,9 +378,7 @@ def finish(session, stop_reason: str | None, seconds: float) -> int:
         "best_trial": best.number if best else None,
         "best_value": best.values[0] if best else None,
     }
-    print()
-    if stop_reason:
-        print(f"Stopped: {stop_reason}.")
+    print(f"\nStopped: {stop_reason}." if stop_reason else "")
     metric = session.objective.metric
     print("\n".join(console.summary_lines(settings.name, summary, seconds, best, metric)))
     # Under the study lock: several processes (the same command in several shells) may end
