@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     m.flush_denormals()  # as the harness's entry points do, before any parallel work
     device = m.resolve_device(args.device)
-    root = str(data_mod.locate("fashion-mnist")[0])
+    root = str(data_mod.torchvision_root("fashion-mnist"))
     full = data_mod.load("fashion-mnist")
     # The whole 60k training file, as the usual loop sees it.
     split = m.Split(

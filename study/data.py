@@ -299,6 +299,24 @@ def load(
     )
 
 
+def torchvision_root(name: str = "fashion-mnist") -> Path:
+    """A folder torchvision's dataset class reads ``name`` from (``<ClassName>/raw/``, the
+    files uncompressed), for the benchmarks' usual-loop baselines: the cache when the files
+    are there, else checked copies in a new temporary folder (an explicit data directory
+    is read in place and may hold the files compressed, or in another layout)."""
+    import tempfile
+
+    located = locate(name)
+    raw = cache_root() / DATASETS[name].cls / "raw"
+    if all(path == raw / n for n, path in located.files.items()):
+        return cache_root()
+    root = Path(tempfile.mkdtemp(prefix="latent-study-torchvision-"))
+    for n, path in located.files.items():
+        content = located.contents.get(n) or idx.read(path)
+        idx.write_atomically(content, root / DATASETS[name].cls / "raw" / n)
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m study.data``: find (or fetch) the data, check it, say where it came from."""
     import argparse

@@ -245,3 +245,20 @@ def test_a_refused_run_leaves_no_trace_in_the_working_directory(
     assert run.main(["--dataset", "mnist", "--data-dir", str(d), "--trials", "1"]) == 2
     assert "not MNIST" in capsys.readouterr().err
     assert list(work.iterdir()) == []  # not even an empty mlruns/
+
+
+@pytest.mark.parametrize("where", ["cache", "compressed data directory"])
+def test_the_benchmarks_baseline_reads_the_same_files_through_torchvision(
+    tmp_path, cache, fmnist, fmnist_files, monkeypatch, where
+):
+    import torchvision
+
+    if where == "cache":
+        copy_files(fmnist_files, cache / "FashionMNIST" / "raw")
+    else:
+        monkeypatch.setenv("STUDY_DATA_DIR", str(copy_files(fmnist_files, tmp_path / "d", gz=True)))
+    root = data.torchvision_root("fashion-mnist")
+    assert (root == cache) is (where == "cache")  # the cache is read where it is, not copied
+    test = torchvision.datasets.FashionMNIST(str(root), train=False, download=False)
+    assert torch.equal(test.data.unsqueeze(1), fmnist.test.images)
+    assert torch.equal(test.targets, fmnist.test.labels)
