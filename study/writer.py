@@ -27,6 +27,7 @@ class RecordWriter:
         self.thread: threading.Thread | None = None
         self.job: Callable[[], None] | None = None
         self.go = threading.Event()
+        self.done = threading.Event()
         self.error: BaseException | None = None
 
     def submit(self, job: Callable[[], None]) -> None:
@@ -36,10 +37,14 @@ class RecordWriter:
             self.job = job
             return
         go = self.go = threading.Event()
+        done = self.done = threading.Event()
 
         def write() -> None:
-            go.wait()
-            self._run(job)
+            try:
+                go.wait()
+                self._run(job)
+            finally:
+                done.set()
 
         self.thread = threading.Thread(target=write, name="trial-records", daemon=True)
         self.thread.start()
@@ -67,7 +72,9 @@ class RecordWriter:
         """Until the records are written (what stopped them is raised by ``flush``)."""
         self.release()
         if self.thread is not None:
-            self.thread.join()
+            # Not Thread.join(): a join that Ctrl-C interrupts marks the still-running thread
+            # as ended (CPython before 3.13, bpo-45274), and the next join would not wait.
+            self.done.wait()
             self.thread = None
 
     def flush(self) -> None:

@@ -31,18 +31,27 @@ def held(self, tmp):
             time.sleep(0.05)
     return pictures(self, tmp)
 tracking.TrialRun._pictures = held
+if os.environ.get("WAITING"):  # announce when the next trial starts waiting for the records
+    import study.writer as writer
+    waiting, wait = pathlib.Path(os.environ["WAITING"]), writer.RecordWriter.wait
+    def announced(self):
+        if self.thread is not None and marker.exists():
+            waiting.touch()
+        return wait(self)
+    writer.RecordWriter.wait = announced
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.argv[0] = "study.run"
 runpy.run_module("study.run", run_name="__main__")
 """
 
 
-def _start_held(path):
+def _start_held(path, **extra):
     env = dict(
         os.environ,
         PYTHONUNBUFFERED="1",
         MARKER=str(path / "writing"),
         RELEASE=str(path / "release"),
+        **extra,
     )
     return subprocess.Popen(
         [sys.executable, "-c", HELD_RECORDS, *ARGS, *stores(path), "--records", "background"],
@@ -72,11 +81,11 @@ def _state(path, number):
     return trials[number].state if number < len(trials) else None
 
 
-def _held_while_the_next_trains(path):
+def _held_while_the_next_trains(path, **extra):
     """A worker holding a finished trial's records while its next trial trains: (the
     process, the number of the trial whose records are held)."""
     _prepare(path, MLP, SLOW)
-    proc = _start_held(path)
+    proc = _start_held(path, **extra)
     marker = path / "writing"
     _wait_for(proc, marker.exists, "a finished trial's records being written")
     number = int(marker.read_text())
@@ -110,8 +119,13 @@ def test_a_worker_killed_while_writing_a_trials_records_leaves_it_to_be_retried(
             assert "pictures/latent.png" in artifacts(client, run_id, "pictures")
 
 
-def test_ctrl_c_waits_for_the_finished_trials_records(tmp_path):
-    proc, number = _held_while_the_next_trains(tmp_path)
+@pytest.mark.parametrize("when", ["while the next trial trains", "while it waits for them"])
+def test_ctrl_c_waits_for_the_finished_trials_records(tmp_path, when):
+    waiting = tmp_path / "waiting"
+    extra = {"WAITING": str(waiting)} if "waits" in when else {}
+    proc, number = _held_while_the_next_trains(tmp_path, **extra)
+    if extra:  # its first epoch done, the next trial waits to report it (a GPU's usual case)
+        _wait_for(proc, waiting.exists, "the next trial waiting for the records")
     proc.send_signal(signal.SIGINT)
     # The trial that was training is recorded as interrupted; the process then waits for
     # the records still being written (held until now) instead of leaving them behind.
