@@ -11,6 +11,7 @@ are ``torch.export`` programs: they load without this project's code at all.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
@@ -47,7 +48,9 @@ def log_model(client, experiment_id: str, run_id: str, model, example, *, view: 
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import infer_signature
 
-    module = ServingModule(model, view).eval().float().cpu()
+    # A copy: .float() and .cpu() work in place, and the caller's model (a GPU trial's, whose
+    # pictures are drawn next) must stay where it is.
+    module = ServingModule(copy.deepcopy(model), view).eval().float().cpu()
     example = example.float().cpu()
     with torch.inference_mode():
         output = module(example)
