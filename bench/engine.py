@@ -37,9 +37,16 @@ def usual_epoch(model, task, loader, optimizer, device) -> float:
     return total
 
 
-def harness_epoch(model, task, split, optimizer, device, batch_size, generator) -> float:
+def harness_epoch(model, task, split, optimizer, device, batch_size, generator, graphed=None):
     return m.train_epoch(
-        model, task, split, optimizer, batch_size=batch_size, device=device, generator=generator
+        model,
+        task,
+        split,
+        optimizer,
+        batch_size=batch_size,
+        device=device,
+        generator=generator,
+        graphed=graphed,
     )["loss"]
 
 
@@ -86,6 +93,11 @@ def measure(
             ours, task, resident, our_optimizer, device, batch_size, generator
         ),
     }
+    if device.type == "cuda":  # the harness's own path there: the step as one CUDA graph
+        graphed = m.GraphedStep(ours, task, our_optimizer, resident, batch_size)
+        variants["graphed"] = lambda: harness_epoch(
+            ours, task, resident, our_optimizer, device, batch_size, generator, graphed
+        )
     if with_compile:
         compiled = m.CompiledTask(task)
         variants["compiled"] = lambda: harness_epoch(
@@ -130,9 +142,11 @@ def main(argv=None) -> int:
         f"Benchmark 1: one epoch over {len(split)} Fashion-MNIST images on {device} "
         f"({torch.get_num_threads()} threads), median of {args.reps} alternating runs"
     )
-    extra = " harness + compile (s/epoch; first epoch) |" if args.compile else ""
+    cuda = device.type == "cuda"
+    extra = " harness, CUDA graph (s/epoch) | speed-up |" if cuda else ""
+    extra += " harness + compile (s/epoch; first epoch) |" if args.compile else ""
     print(f"| model | batch | usual loop (s/epoch) | harness (s/epoch) | speed-up |{extra}")
-    print("|---|---|---|---|---|" + ("---|" if args.compile else ""))
+    print("|---|---|---|---|---|" + "---|" * extra.count("|"))
     for label, preset in MODELS.items():
         for batch in args.batch:
             t, warm = measure(preset, batch, device, args.reps, root, split, args.compile)
@@ -140,6 +154,8 @@ def main(argv=None) -> int:
                 f"| {label} | {batch} | {t['usual']:.2f} | {t['harness']:.3f} | "
                 f"{t['usual'] / t['harness']:.1f}x |"
             )
+            if cuda:
+                row += f" {t['graphed']:.3f} | {t['usual'] / t['graphed']:.1f}x |"
             if args.compile:
                 row += f" {t['compiled']:.3f}; {warm['compiled']:.1f} |"
             print(row, flush=True)

@@ -16,6 +16,7 @@ from ._engine import (
     make_optimizer,
     train_epoch,
 )
+from ._graphs import GraphedStep
 from ._registry import build_model, config_from_dict
 from ._serving import ServingModule, default_view
 from ._tasks import ClassifierTask, ReconTask, VAETask, recon_task, task_for
@@ -36,6 +37,7 @@ __all__ = [
     "ConvAEConfig",
     "EpochResult",
     "FitResult",
+    "GraphedStep",
     "LatentClassifier",
     "MLPAEConfig",
     "NonFiniteLossError",

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from ._classifier import ClassifierConfig, LatentClassifier
+from ._classifier import ClassifierConfig
 from ._config import ConfigBase, check_choice, check_float, check_int
 from ._data import Split, batches
 from ._device import autocast, prepare_model
+from ._graphs import GraphedStep
 from ._registry import build_model
 from ._tasks import prepare_eval, recon_task, task_for
 
@@ -62,10 +63,12 @@ def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.opti
     loop's in the last bits of float32 rounding, and are as repeatable."""
     params = [p for p in params if p.requires_grad]
     fused = {"fused": True} if device.type in ("cuda", "cpu") else {}
+    # capturable: Adam's step count stays on the GPU, so the step can be a CUDA graph
+    adam = {**fused, "capturable": True} if device.type == "cuda" else fused
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **adam)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **adam)
     return torch.optim.SGD(
         params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay, **fused
     )
@@ -90,10 +93,10 @@ class CompiledTask:
         prepare_eval(self.task, device)
 
 
-def _run_batches(model, task, split, batch_size, device, generator, optimizer=None):
+def _sums(model, task, batches_, device, optimizer):
     total = None
     count = 0
-    for x, y in batches(split, batch_size, generator):
+    for x, y in batches_:
         with autocast(device):
             loss, sums = task(model, x, y)
         if optimizer is not None:
@@ -104,6 +107,31 @@ def _run_batches(model, task, split, batch_size, device, generator, optimizer=No
         step = torch.stack([sums[k].detach().float() for k in task.names])
         total = step if total is None else total + step
         count += len(y)
+    return total, count
+
+
+def _graphed_sums(graphed: GraphedStep, split, batch_size, generator, optimizer):
+    """The batches of ``batches(split, batch_size, generator)``: the full ones replayed as a
+    CUDA graph, a smaller last one eagerly."""
+    order = torch.randperm(len(split), generator=generator).to(split.device, non_blocking=True)
+    full = len(split) // batch_size
+    graphed.reset()
+    for b in range(full):
+        graphed(order[b * batch_size : (b + 1) * batch_size])
+    total, count = (graphed.total.clone() if full else None), full * batch_size
+    rest = order[full * batch_size :]
+    if len(rest) >= 2 or len(split) == 1:  # as batches(): a 1-image last batch is dropped
+        last = [(split.images[rest].float().div_(255.0), split.labels[rest])]
+        t, c = _sums(graphed.model, graphed.task, last, split.device, optimizer)
+        total, count = (t if total is None else total + t), count + c
+    return total, count
+
+
+def _run_batches(model, task, split, batch_size, device, generator, optimizer=None, graphed=None):
+    if graphed is None:
+        total, count = _sums(model, task, batches(split, batch_size, generator), device, optimizer)
+    else:
+        total, count = _graphed_sums(graphed, split, batch_size, generator, optimizer)
     if total is None:
         raise ValueError(f"no batches: the split has {len(split)} images")
     values = (total / count).tolist()  # the one host sync of the epoch
@@ -119,10 +147,12 @@ def train_epoch(
     batch_size: int,
     device: torch.device,
     generator: torch.Generator,
+    graphed: GraphedStep | None = None,
 ) -> dict[str, float]:
-    """One shuffled pass over ``split``; returns the epoch's mean metrics."""
+    """One shuffled pass over ``split``; returns the epoch's mean metrics. ``graphed`` (CUDA):
+    the phase's step as a CUDA graph, built for this model, task, optimiser and split."""
     model.train()
-    return _run_batches(model, task, split, batch_size, device, generator, optimizer)
+    return _run_batches(model, task, split, batch_size, device, generator, optimizer, graphed)
 
 
 @torch.inference_mode()
@@ -212,6 +242,7 @@ def fit(
     on_epoch: Callable[[EpochResult], None] | None = None,
     resume: dict | None = None,
     compile: bool = False,
+    cuda_graphs: bool = True,
 ) -> FitResult:
     """Build ``model_config`` and train it; ``on_epoch`` is called after every epoch.
 
@@ -222,8 +253,9 @@ def fit(
 
     ``resume`` is an ``EpochResult.snapshot()``: training continues after that epoch with
     the same weights, optimiser state and random state, as if it had never stopped.
-    ``compile=True`` runs each loss computation through ``torch.compile``.
-    Training on the CPU is reproducible for a given ``seed``.
+    ``compile=True`` runs each loss computation through ``torch.compile``. On CUDA each
+    phase's full batches replay one CUDA graph of the whole step (``cuda_graphs=False``: an
+    eager step, as on the CPU). Training on the CPU is reproducible for a given ``seed``.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -234,6 +266,8 @@ def fit(
         model.load_state_dict(resume["model"])
         generator.set_state(resume["generator"])
         torch.set_rng_state(resume["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in resume:  # a VAE's noise, dropout
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
         result.history = [EpochResult(**h) for h in resume["history"]]
         start_phase, start_epoch = resume["phase_index"], resume["epoch"] + 1
     run = _Run(model, train_config, train, val, device, generator, result, on_epoch)
@@ -242,19 +276,18 @@ def fit(
     ):
         if index < start_phase:
             continue
-        if (
-            phase == "train"
-            and isinstance(model, LatentClassifier)
-            and model_config.freeze == "frozen"
-        ):
-            model.freeze_encoder()
+        if phase == "train" and getattr(model_config, "freeze", None) == "frozen":
+            model.freeze_encoder()  # a latent classifier's frozen encoder
         optimizer = make_optimizer(module.parameters(), train_config, device)
         first = start_epoch if index == start_phase else 1
         if 1 < first <= epochs:
             optimizer.load_state_dict(resume["optimizer"])
         task = CompiledTask(task) if compile else task
+        graphed = None
+        if device.type == "cuda" and cuda_graphs and not compile:
+            graphed = GraphedStep(module, task, optimizer, train, train_config.batch_size)
         for epoch in range(first, epochs + 1):
-            run.epoch(index, phase, epoch, module, task, optimizer)
+            run.epoch(index, phase, epoch, module, task, optimizer, graphed)
     return result
 
 
@@ -281,7 +314,7 @@ class _Run:
     result: FitResult
     on_epoch: Callable[[EpochResult], None] | None
 
-    def epoch(self, index, phase, epoch, module, task, optimizer) -> None:
+    def epoch(self, index, phase, epoch, module, task, optimizer, graphed=None) -> None:
         cfg = self.train_config
         start = time.perf_counter()
         train_metrics = train_epoch(
@@ -292,6 +325,7 @@ class _Run:
             batch_size=cfg.batch_size,
             device=self.device,
             generator=self.generator,
+            graphed=graphed,
         )
         eval_batch = max(EVAL_BATCH, 4 * cfg.batch_size)
         trained = time.perf_counter()
@@ -309,20 +343,19 @@ class _Run:
         )
         self.result.history.append(result)
         _check_finite(result, cfg.lr)
-        result.snapshot = functools.partial(
-            _snapshot, index, epoch, self.model, optimizer, self.generator, self.result.history
-        )
+        result.snapshot = functools.partial(self.snapshot, index, epoch, optimizer)
         if self.on_epoch is not None:
             self.on_epoch(result)
 
-
-def _snapshot(index, epoch, model, optimizer, generator, history) -> dict:
-    return {
-        "phase_index": index,
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "generator": generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "history": [h.record() for h in history],
-    }
+    def snapshot(self, index, epoch, optimizer) -> dict:
+        cuda = self.device.type == "cuda"
+        return {
+            "phase_index": index,
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state(self.device)} if cuda else {}),
+            "history": [h.record() for h in self.result.history],
+        }
