@@ -4,6 +4,7 @@ import sys
 
 from . import (
     anchor,
+    cpu_bf16,
     denormals,
     engine,
     memory_format,
@@ -18,6 +19,7 @@ if __name__ == "__main__":
     engine.main([])
     optimizers.main([])
     denormals.main([])
+    cpu_bf16.main([])
     memory_format.main([])
     studies.main(sys.argv[1:])
     storage.main([])
