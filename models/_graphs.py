@@ -50,9 +50,13 @@ class GraphedStep:
 
     def __call__(self, index: torch.Tensor) -> None:
         self.index.copy_(index)
-        if self.graph is not None:
-            self.graph.replay()
-            return
+        with torch.cuda.device(self.index.device):  # streams, capture, replay: the model's GPU
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._record_or_warm_up()
+
+    def _record_or_warm_up(self) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         if self.eager or self.steps < WARMUP_STEPS:
             side = torch.cuda.Stream()
@@ -68,7 +72,7 @@ class GraphedStep:
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self._step()
         except RuntimeError as e:
-            warnings.warn(f"training without a CUDA graph: {str(e)[:200]}", stacklevel=2)
+            warnings.warn(f"training without a CUDA graph: {str(e)[:200]}", stacklevel=3)
             self.eager = True
             self.optimizer.zero_grad(set_to_none=True)
             self._step()  # recording ran nothing: this batch still needs its step
