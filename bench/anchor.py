@@ -143,6 +143,7 @@ def main(argv=None) -> int:
         f"{ours['best']:.4f} (2,500 validation images) | {ours['test']:.4f} |"
     )
     print(spent_line(ours["spent"]))
+    print(ours["errors"])
     print(f"\nRatio of wall times: {ours['wall'] / ex['wall']:.1f}x (goal: <= 4x)")
     return 0
 
