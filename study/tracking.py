@@ -238,6 +238,7 @@ class TrialRun:
         self.model = None
         self.closed = False
         self.breakdown: Breakdown | None = None  # the trial's; close() logs it as time_*
+        self.problems: dict[str, str] = {}  # records that failed without failing the trial
 
     def start(self, spec: TrialSpec, context: dict[str, Any], trial=None) -> None:
         """Log every setting of the spec, the run's context and, under Optuna's own names,
@@ -349,12 +350,12 @@ class TrialRun:
                 self._checkpoint(tmp_path)
                 problem = StudyTracker.safely(self._logged_model)
                 if problem:
-                    tags["model_error"] = problem
+                    tags["model_error"] = self.problems["model_error"] = problem
             if state in ("COMPLETE", "PRUNED"):
                 with breakdown("pictures"):
                     problem = StudyTracker.safely(self._pictures, tmp_path)
                 if problem:
-                    tags["pictures_error"] = problem
+                    tags["pictures_error"] = self.problems["pictures_error"] = problem
             if error is not None:
                 text = "".join(traceback.format_exception(error))
                 (tmp_path / "traceback.txt").write_text(scrub(text, self.secrets))

@@ -79,6 +79,7 @@ class TrialRunner:
         self.device = device
         self.tracker = tracker
         self.say = say
+        self.warned: set[str] = set()  # kinds of failed records already said once
         self.writer, self.on_recorded = writer, on_recorded
 
     def __call__(self, study: optuna.Study, trial: optuna.Trial, ask_seconds: float = 0.0):
@@ -375,4 +376,12 @@ class _Life:
             reason = "; ".join(r for r in (self.reason, problem) if r)
             tracker.safely(self.mlflow_run.close, "FAIL", reason=reason, error=self.error)
         self.mlflow_run.model = None
+        for tag, text in self.mlflow_run.problems.items():
+            if tag not in self.runner.warned:  # said once; every such run has the tag
+                self.runner.warned.add(tag)
+                what = {"pictures_error": "pictures", "model_error": "logged model"}.get(tag, tag)
+                self.runner.say(
+                    f"note: trial {self.trial.number}'s {what} could not be written ({text}); "
+                    f"the study goes on, and each trial this happens to has the run tag {tag}"
+                )
         return None if problem is None else f"its MLflow records could not be written ({problem})"

@@ -177,3 +177,25 @@ def test_each_trial_is_sampled_before_the_last_is_told_however_records_are_writt
     assert all(_asked_before_the_last_was_told(background))
     assert [t.params for t in background.trials] == [t.params for t in study.trials]
     assert [t.values for t in background.trials] == [t.values for t in study.trials]
+
+
+def test_pictures_that_fail_are_said_once_tagged_on_every_run_and_the_study_goes_on(
+    tmp_path, monkeypatch, capsys
+):
+    from study import pictures
+
+    from .conftest import run_study
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Expected all tensors to be on the same device")
+
+    monkeypatch.setattr(pictures, "latent_scatter", broken)
+    assert run_study(tmp_path, "--objective", "ae", "--trials", "3", "--pruner", "none") == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1, notes
+    assert "pictures could not be written" in notes[0] and "same device" in notes[0]
+    study, client, _, runs = load(tmp_path, NAME)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    for r in runs:
+        assert r.data.tags["pictures_error"].startswith("RuntimeError: Expected all tensors")
+        assert artifacts(client, r.info.run_id, "checkpoint") == ["checkpoint/model.pt"]
