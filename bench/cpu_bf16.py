@@ -15,9 +15,10 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
+
+from bench.denormals import train_preset
 
 CASES = [("s2-mlp-ae-3d", 64), ("s3-mlp-vae", 128), ("s0-latent-classifier", 128)]
 EPOCHS = 3
@@ -26,26 +27,12 @@ EPOCHS = 3
 def one(preset: str, batch: int, bf16: bool) -> dict:
     import models as m
     import models._engine as engine
-    from study import data as data_mod
 
     m.flush_denormals()
-    torch.set_num_threads(2)
     if bf16:
         engine.autocast = lambda device: torch.autocast("cpu", dtype=torch.bfloat16)
-    full = data_mod.load("fashion-mnist")
-    p = m.PRESETS[preset]
-    task, cpu = m.task_for(p.model), torch.device("cpu")
-    torch.manual_seed(0)
-    model = m.prepare_model(m.build_model(p.model), cpu)
-    optimizer = m.make_optimizer(model.parameters(), m.TrainConfig(batch_size=batch), cpu)
-    generator = torch.Generator().manual_seed(0)
-    seconds = []
-    for _ in range(EPOCHS):
-        start = time.perf_counter()
-        m.train_epoch(model, task, full.train, optimizer, batch_size=batch, device=cpu,
-                      generator=generator)  # fmt: skip
-        seconds.append(time.perf_counter() - start)
-    val = m.evaluate(model, task, full.val, device=cpu)
+    model, _, task, full, seconds = train_preset(preset, batch, EPOCHS)
+    val = m.evaluate(model, task, full.val, device=torch.device("cpu"))
     return {
         "epoch": statistics.median(seconds[1:]),
         "metric": task.metric,

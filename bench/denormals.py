@@ -43,12 +43,13 @@ def mlp_training_flops(model) -> int:
                    if isinstance(m, torch.nn.Linear))  # fmt: skip
 
 
-def one(preset: str, batch: int, flush: bool) -> dict:
+def train_preset(preset: str, batch: int, epochs: int = EPOCHS):
+    """``preset``'s model trained from seed 0 on the CPU for ``epochs`` epochs over the 50,000
+    training images (2 threads, as the harness runs): (model, optimizer, task, data, seconds
+    per epoch). Call ``models.flush_denormals`` first where wanted."""
     import models as m
     from study import data as data_mod
 
-    if flush:
-        m.flush_denormals()  # before any parallel operation, as the entry points do
     torch.set_num_threads(2)
     full = data_mod.load("fashion-mnist")
     p = m.PRESETS[preset]
@@ -59,11 +60,20 @@ def one(preset: str, batch: int, flush: bool) -> dict:
     optimizer = m.make_optimizer(model.parameters(), m.TrainConfig(batch_size=batch), cpu)
     generator = torch.Generator().manual_seed(0)
     seconds = []
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         start = time.perf_counter()
         m.train_epoch(model, task, full.train, optimizer, batch_size=batch,
                       device=cpu, generator=generator)  # fmt: skip
         seconds.append(time.perf_counter() - start)
+    return model, optimizer, task, full, seconds
+
+
+def one(preset: str, batch: int, flush: bool) -> dict:
+    import models as m
+
+    if flush:
+        m.flush_denormals()  # before any parallel operation, as the entry points do
+    model, optimizer, _, full, seconds = train_preset(preset, batch)
     digest = hashlib.sha256()
     for value in model.state_dict().values():
         digest.update(value.contiguous().numpy().tobytes())

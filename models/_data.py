@@ -44,23 +44,30 @@ class Split:
         """The first ``n`` examples (all when ``n`` is None)."""
         return self if n is None else Split(self.images[:n], self.labels[:n])
 
+    def batch(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images at ``index`` (a slice or an index tensor) scaled to [0, 1], and their
+        labels."""
+        return self.images[index].float().div_(255.0), self.labels[index]
+
+
+def batch_indices(
+    split: Split, batch_size: int, generator: torch.Generator | None
+) -> Iterator[torch.Tensor | slice]:
+    """Each batch's indices: shuffled index tensors on the split's device (a generator given)
+    or slices in order."""
+    n = len(split)
+    if generator is not None:
+        order = torch.randperm(n, generator=generator).to(split.device, non_blocking=True)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        if generator is not None and stop - start < 2 <= n:
+            break  # a 1-image batch breaks BatchNorm in training mode
+        yield slice(start, stop) if generator is None else order[start:stop]
+
 
 def batches(
     split: Split, batch_size: int, generator: torch.Generator | None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Shuffled (when a generator is given) index slices, scaled to [0, 1] on the fly."""
-    n = len(split)
-    if generator is not None:
-        order = torch.randperm(n, generator=generator).to(split.device, non_blocking=True)
-    else:
-        order = None
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        if generator is not None and stop - start < 2 <= n:
-            break  # a 1-image batch breaks BatchNorm in training mode
-        if order is None:
-            images, labels = split.images[start:stop], split.labels[start:stop]
-        else:
-            idx = order[start:stop]
-            images, labels = split.images[idx], split.labels[idx]
-        yield images.float().div_(255.0), labels
+    for index in batch_indices(split, batch_size, generator):
+        yield split.batch(index)

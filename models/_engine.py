@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ._classifier import ClassifierConfig
 from ._config import ConfigBase, check_choice, check_float, check_int
-from ._data import Split, batches
+from ._data import Split, batch_indices, batches
 from ._device import autocast, prepare_model
 from ._graphs import GraphedStep
 from ._registry import build_model
@@ -113,18 +113,19 @@ def _sums(model, task, batches_, device, optimizer):
 def _graphed_sums(graphed: GraphedStep, split, batch_size, generator, optimizer):
     """The batches of ``batches(split, batch_size, generator)``: the full ones replayed as a
     CUDA graph, a smaller last one eagerly."""
-    order = torch.randperm(len(split), generator=generator).to(split.device, non_blocking=True)
-    full = len(split) // batch_size
     graphed.reset()
-    for b in range(full):
-        graphed(order[b * batch_size : (b + 1) * batch_size])
-    total, count = (graphed.total.clone() if full else None), full * batch_size
-    rest = order[full * batch_size :]
-    if len(rest) >= 2 or len(split) == 1:  # as batches(): a 1-image last batch is dropped
-        last = [(split.images[rest].float().div_(255.0), split.labels[rest])]
-        t, c = _sums(graphed.model, graphed.task, last, split.device, optimizer)
-        total, count = (t if total is None else total + t), count + c
-    return total, count
+    full, last = 0, []
+    for index in batch_indices(split, batch_size, generator):
+        if len(index) == batch_size:
+            graphed(index)
+            full += 1
+        else:
+            last.append(split.batch(index))
+    total = graphed.total.clone() if full else None
+    t, count = _sums(graphed.model, graphed.task, last, split.device, optimizer)
+    if t is not None:
+        total = t if total is None else total + t
+    return total, full * batch_size + count
 
 
 def _run_batches(model, task, split, batch_size, device, generator, optimizer=None, graphed=None):

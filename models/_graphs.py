@@ -39,8 +39,7 @@ class GraphedStep:
         self.total.zero_()
 
     def _step(self) -> None:
-        images = self.split.images[self.index].float().div_(255.0)
-        labels = self.split.labels[self.index]
+        images, labels = self.split.batch(self.index)
         # No autocast cache: cached bf16 weights would go stale between replays.
         with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
             loss, sums = self.task(self.model, images, labels)

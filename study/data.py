@@ -307,13 +307,12 @@ def torchvision_root(name: str = "fashion-mnist") -> Path:
     import tempfile
 
     located = locate(name)
-    raw = cache_root() / DATASETS[name].cls / "raw"
-    if all(path == raw / n for n, path in located.files.items()):
+    cls = DATASETS[name].cls
+    if all(path == cache_root() / cls / "raw" / n for n, path in located.files.items()):
         return cache_root()
     root = Path(tempfile.mkdtemp(prefix="latent-study-torchvision-"))
     for n, path in located.files.items():
-        content = located.contents.get(n) or idx.read(path)
-        idx.write_atomically(content, root / DATASETS[name].cls / "raw" / n)
+        idx.write_atomically(located.contents.get(n) or idx.read(path), root / cls / "raw" / n)
     return root
 
 

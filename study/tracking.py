@@ -238,7 +238,7 @@ class TrialRun:
         self.model = None
         self.closed = False
         self.breakdown: Breakdown | None = None  # the trial's; close() logs it as time_*
-        self.problems: dict[str, str] = {}  # records that failed without failing the trial
+        self.problems: dict[str, tuple[str, str]] = {}  # tag: (what failed, why); not fatal
 
     def start(self, spec: TrialSpec, context: dict[str, Any], trial=None) -> None:
         """Log every setting of the spec, the run's context and, under Optuna's own names,
@@ -350,12 +350,14 @@ class TrialRun:
                 self._checkpoint(tmp_path)
                 problem = StudyTracker.safely(self._logged_model)
                 if problem:
-                    tags["model_error"] = self.problems["model_error"] = problem
+                    tags["model_error"] = problem
+                    self.problems["model_error"] = ("logged model", problem)
             if state in ("COMPLETE", "PRUNED"):
                 with breakdown("pictures"):
                     problem = StudyTracker.safely(self._pictures, tmp_path)
                 if problem:
-                    tags["pictures_error"] = self.problems["pictures_error"] = problem
+                    tags["pictures_error"] = problem
+                    self.problems["pictures_error"] = ("pictures", problem)
             if error is not None:
                 text = "".join(traceback.format_exception(error))
                 (tmp_path / "traceback.txt").write_text(scrub(text, self.secrets))

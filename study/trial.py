@@ -376,10 +376,9 @@ class _Life:
             reason = "; ".join(r for r in (self.reason, problem) if r)
             tracker.safely(self.mlflow_run.close, "FAIL", reason=reason, error=self.error)
         self.mlflow_run.model = None
-        for tag, text in self.mlflow_run.problems.items():
+        for tag, (what, text) in self.mlflow_run.problems.items():
             if tag not in self.runner.warned:  # said once; every such run has the tag
                 self.runner.warned.add(tag)
-                what = {"pictures_error": "pictures", "model_error": "logged model"}.get(tag, tag)
                 self.runner.say(
                     f"note: trial {self.trial.number}'s {what} could not be written ({text}); "
                     f"the study goes on, and each trial this happens to has the run tag {tag}"

@@ -15,6 +15,14 @@ pytestmark = pytest.mark.skipif(
 )
 CUDA = torch.device("cuda")
 MLP = m.MLPAEConfig(hidden=(256, 64), latent_dim=8)
+VAE = m.VAEConfig.mlp(hidden=(64,), latent_dim=4)  # its noise comes from the CUDA generator
+
+
+def classifier(freeze: str) -> m.ClassifierConfig:
+    """A small latent classifier that pre-trains, with dropout (CUDA random numbers)."""
+    encoder = m.MLPAEConfig(hidden=(64,), latent_dim=4)
+    return m.ClassifierConfig(encoder=encoder, head=(16,), freeze=freeze, pretrain_epochs=1,
+                              dropout=0.3)  # fmt: skip
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["eager", "graphed"])
@@ -53,25 +61,15 @@ def test_an_epoch_trains_in_bf16_on_resident_data_with_one_host_sync_per_epoch(s
     [
         (MLP, "adam"),
         (m.ConvAEConfig(channels=(8, 16), fc_latent=8), "adamw"),  # BatchNorm's running stats
-        (m.VAEConfig.mlp(hidden=(64,), latent_dim=4), "adam"),  # noise drawn inside the graph
-        (
-            m.ClassifierConfig(
-                encoder=m.MLPAEConfig(hidden=(64,), latent_dim=4),
-                head=(16,),
-                freeze="frozen",
-                pretrain_epochs=1,
-                dropout=0.3,
-            ),
-            "sgd",
-        ),
+        (VAE, "adam"),  # noise drawn inside the graph
+        (classifier("frozen"), "sgd"),
     ],
     ids=["mlp-adam", "conv-bn-adamw", "vae", "frozen-classifier-sgd"],
 )
 def test_the_cuda_graph_trains_as_the_eager_step_does(config, optimizer, small):
     train, val = (s.to(CUDA) for s in small)
-    cfg = m.TrainConfig(
-        epochs=3, batch_size=64, optimizer=optimizer, lr=0.01
-    )  # 1000 = 15 x 64 + 40
+    # 1,000 images = 15 batches of 64 (the graph) + one of 40 (eager)
+    cfg = m.TrainConfig(epochs=3, batch_size=64, optimizer=optimizer, lr=0.01)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a step that could not be recorded would warn
         graphed = m.fit(config, cfg, train, val, device=CUDA, seed=4)
@@ -95,16 +93,7 @@ def test_a_conv_autoencoder_trains_channels_last_on_the_gpu(small):
 
 @pytest.mark.parametrize(
     "config",
-    [
-        m.VAEConfig.mlp(hidden=(64,), latent_dim=4),  # its noise comes from the CUDA generator
-        m.ClassifierConfig(
-            encoder=m.MLPAEConfig(hidden=(64,), latent_dim=4),
-            head=(16,),
-            freeze="finetune",
-            pretrain_epochs=1,
-            dropout=0.3,
-        ),
-    ],
+    [VAE, classifier("finetune")],
     ids=lambda c: c.family,
 )
 def test_resuming_on_the_gpu_continues_as_if_never_stopped(config, small):
