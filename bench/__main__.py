@@ -4,6 +4,7 @@ import sys
 
 from . import (
     anchor,
+    auth,
     cpu_bf16,
     denormals,
     engine,
@@ -23,6 +24,7 @@ if __name__ == "__main__":
     memory_format.main([])
     studies.main(sys.argv[1:])
     storage.main([])
+    auth.main([])
     published.main([])
     search.main([])
     anchor.main([])

@@ -71,12 +71,19 @@ class Server(str):
 
 @contextlib.contextmanager
 def mlflow_server(
-    backend: str, workdir: Path, *, serve_artifacts: bool = False, admin_password: str | None = None
+    backend: str,
+    workdir: Path,
+    *,
+    serve_artifacts: bool = False,
+    admin_password: str | None = None,
+    auth_cache_s: int = 300,
 ):
     """``mlflow server`` on a free loopback port; yields its URL (a ``Server``).
 
     ``admin_password``: run MLflow's basic-auth app, whose admin user ``admin`` has it (the
-    clients then need MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD).
+    clients then need MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD). ``auth_cache_s``:
+    how long the app trusts a checked password (0: a scrypt check per request, MLflow's default;
+    ~86 ms of the server's CPU each here, ``bench.auth``).
     """
     port = free_port()
     cmd = [
@@ -103,6 +110,7 @@ def mlflow_server(
             f"database_uri = sqlite:///{workdir}/basic-auth.db\n"
             f"admin_username = admin\nadmin_password = {admin_password}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            f"auth_cache_ttl_seconds = {auth_cache_s}\n"
         )
         cmd += ["--app-name", "basic-auth"]
         env.update(MLFLOW_AUTH_CONFIG_PATH=str(config), MLFLOW_FLASK_SERVER_SECRET_KEY="tests")
