@@ -47,12 +47,17 @@ system-test-deps:
 run: data
 	$(PY) -m study.run $(ARGS)
 
+# Two pytest-xdist processes, one test file each at a time (a file's servers start once); the
+# end-to-end files first (tests/conftest.py), as they take longest. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+
 test: data system-test-deps
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q $(XDIST) $(ARGS)
 
 # Without the servers: no PostgreSQL, MLflow server or Chromium needed.
 test-fast: data
-	$(PY) -m pytest -q -m "not servers" $(ARGS)
+	$(PY) -m pytest -q -m "not servers" $(XDIST) $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -7,6 +7,12 @@ flush_denormals()  # as study.run does, before any parallel work
 torch.set_num_threads(2)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end modules (marked ``servers``) first: they are the longest, so under
+    ``make test``'s two pytest-xdist workers they run beside the rest, not after it."""
+    items.sort(key=lambda item: item.get_closest_marker("servers") is None)  # stable
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
     """The suite's own data cache, for this process and every process a test starts: no
