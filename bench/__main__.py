@@ -5,6 +5,7 @@ import sys
 from . import (
     anchor,
     auth,
+    calls,
     cpu_bf16,
     denormals,
     engine,
@@ -23,6 +24,7 @@ if __name__ == "__main__":
     cpu_bf16.main([])
     memory_format.main([])
     studies.main(sys.argv[1:])
+    calls.main([])
     storage.main([])
     auth.main([])
     published.main([])
