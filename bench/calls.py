@@ -52,9 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     from study import run
 
     times: dict[str, list[float]] = collections.defaultdict(list)
+    originals = []
     for (module, owner, name), label in TIMED.items():
         target = importlib.import_module(module)
         target = getattr(target, owner) if owner else target
+        originals.append((target, name, getattr(target, name)))
         setattr(target, name, timed(times, label, getattr(target, name)))
     work, cwd = tempfile.mkdtemp(prefix="bench-calls-"), os.getcwd()
     try:
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         os.chdir(cwd)
         shutil.rmtree(work, ignore_errors=True)
+        for target, name, call in originals:
+            setattr(target, name, call)
     print("\n| call | calls | first (ms) | median of the rest (ms) | total (s) |")
     print("|---|---|---|---|---|")
     for label, seconds in sorted(times.items(), key=lambda kv: -sum(kv[1])):
