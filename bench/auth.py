@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -19,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-STUDY = ["--trials", "6", "--pruner", "none", "--epochs", "3", "--seed", "0", "--no-report"]
+TRIALS = 6
+STUDY = ["--trials", str(TRIALS), "--pruner", "none", "--epochs", "3", "--seed", "0", "--no-report"]
 STUDY += ["--limit-train", "2000", "--limit-val", "500", "--objective", "ae"]
 PASSWORD = "bench-Secret-1"
 
@@ -48,7 +48,7 @@ def one_study(url: str, workdir: Path, log: Path) -> tuple[float, int]:
     wall = time.perf_counter() - start
     if out.returncode != 0:
         raise SystemExit(f"study.run failed:\n{out.stdout}\n{out.stderr}")
-    if not re.search(r"6 finished trials", out.stdout):
+    if f"{TRIALS} finished trials" not in out.stdout:
         raise SystemExit(f"unexpected output:\n{out.stdout}")
     time.sleep(1)  # the server's access log is written after the response
     return wall, log.read_text().count("HTTP/1.1") - before
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                         serve_artifacts=True,
                         admin_password=PASSWORD,
                         auth_cache_s=ttl,
-                    )  # fmt: skip
+                    )
                 )
                 servers[ttl] = (url, work)
             for rep in range(args.reps):

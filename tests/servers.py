@@ -83,7 +83,7 @@ def mlflow_server(
     ``admin_password``: run MLflow's basic-auth app, whose admin user ``admin`` has it (the
     clients then need MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD). ``auth_cache_s``:
     how long the app trusts a checked password (0: a scrypt check per request, MLflow's default;
-    ~86 ms of the server's CPU each here, ``bench.auth``).
+    ~80 ms of the server's CPU each here, ``bench.auth``).
     """
     port = free_port()
     cmd = [
