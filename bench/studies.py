@@ -190,10 +190,11 @@ def pruning(args) -> None:
         )
 
 
-def _test_accuracy(path: Path, name: str, *, retrain: bool) -> float:
+def _test_accuracy(path: Path, name: str, *, retrain: bool, trial: int | None = None) -> float:
     cfg = path / "best.yaml"
+    which = [] if trial is None else ["--trial", str(trial)]
     with contextlib.redirect_stdout(io.StringIO()):
-        assert export.main([*_stores(path), "--study-name", name, "--out", str(cfg)]) == 0
+        assert export.main([*_stores(path), "--study-name", name, "--out", str(cfg), *which]) == 0
     out = io.StringIO()
     argv = ["--config", str(cfg), "--tracking-uri", f"sqlite:///{path}/mlflow.db"]
     with contextlib.redirect_stdout(out):
@@ -201,13 +202,13 @@ def _test_accuracy(path: Path, name: str, *, retrain: bool) -> float:
     return float(re.search(r"test acc = ([\d.]+)", out.getvalue()).group(1))
 
 
-def default_numbers(trials: int) -> dict:
-    """``study.run --trials N`` with every default, then export, the best trial's checkpoint
-    on the test set, and its configuration retrained on 60k and tested."""
+def default_numbers(trials: int, extra: tuple[str, ...] = ()) -> dict:
+    """``study.run --trials N`` with every default (plus ``extra``), then export, the best
+    trial's checkpoint on the test set, and its configuration retrained on 60k and tested."""
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         start = time.perf_counter()
-        _, text, loop = _run([*_stores(d), "--trials", str(trials)])
+        _, text, loop = _run([*_stores(d), "--trials", str(trials), *extra])
         wall = time.perf_counter() - start
         best = re.search(r"Best trial (\d+): acc = ([\d.]+)", text)
         counts = re.search(r"\((\d+) complete, (\d+) pruned\), (\d+) failed", text)
@@ -232,8 +233,8 @@ def spent_line(spent: dict[str, float]) -> str:
 
 
 def default_study(args) -> None:
-    r = default_numbers(args.trials)
-    print(f"\nBenchmark 4: python -m study.run --trials {args.trials} (defaults)")
+    r = default_numbers(args.trials, tuple(args.run_args.split()))
+    print(f"\nBenchmark 4: python -m study.run --trials {args.trials} {args.run_args}")
     print(
         "| wall time | trials complete / pruned / failed | best val acc | test acc, "
         "trial's checkpoint | test acc, retrained on 60k (time) |\n|---|---|---|---|---|"
@@ -247,33 +248,43 @@ def default_study(args) -> None:
     print(r["errors"])
 
 
+def _in_budget(path: Path, name: str, budget: float):
+    """(trial, value) of the best complete trial that finished within ``budget`` seconds of
+    the study's first trial starting, and whether it is the baseline."""
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{path}/optuna.db")
+    start = min(t.datetime_start for t in study.trials if t.datetime_start)
+    done = [
+        t for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+        and (t.datetime_complete - start).total_seconds() <= budget
+    ]  # fmt: skip
+    best = (max if study.direction.name == "MAXIMIZE" else min)(done, key=lambda t: t.value)
+    return best.number, best.value, "baseline" in best.user_attrs
+
+
 def same_budget(args) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp)
-        _, text, loop = _run(
-            [
-                *_stores(d),
-                "--trials",
-                "1000",
-                "--timeout",
-                str(args.budget),
-                "--study-name",
-                "bench-budget",
-            ]
-        )
-        best = re.search(r"Best trial (\d+): acc = ([\d.]+)", text)
-        n = re.search(r"(\d+) finished trials", text).group(1)
-        ckpt = _test_accuracy(d, "bench-budget", retrain=False)
-        test = _test_accuracy(d, "bench-budget", retrain=True)
+    """The default study (plus ``--run-args``) under ``--timeout BUDGET``, once per seed: the
+    best trial that finished within the budget, its own checkpoint on the test set."""
+    extra = args.run_args.split()
     print(
-        f"\nBenchmark 5: default study with --timeout {args.budget} (Optuna's example: "
-        "100 trials in ~97 s, 0.845 val acc on 1,280 images)"
-    )
-    print(
-        "| trials finished | loop time (s) | best val acc | test acc, trial's checkpoint | "
-        "test acc, retrained |\n|---|---|---|---|---|"
-    )
-    print(f"| {n} | {loop:.0f} | {float(best.group(2)):.4f} | {ckpt:.4f} | {test:.4f} |")
+        f"\nBenchmark 5: study.run --timeout {args.budget:g} {' '.join(extra)} (Optuna's "
+        "example: 100 trials in ~97-130 s)\n| seed | trials finished (complete / pruned) | "
+        "session (s) | best within the budget: val acc (trial) | test acc, its checkpoint |"
+        "\n|---|---|---|---|---|"
+    )  # fmt: skip
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            start = time.perf_counter()
+            _, text, _ = _run([*_stores(d), "--trials", "1000", "--timeout", str(args.budget),
+                               "--study-name", "bench-budget", "--seed", str(seed), *extra])  # fmt: skip
+            wall = time.perf_counter() - start
+            counts = re.search(r"(\d+) finished trials \((\d+) complete, (\d+) pruned", text)
+            number, value, base = _in_budget(d, "bench-budget", args.budget)
+            ckpt = _test_accuracy(d, "bench-budget", retrain=False, trial=number)
+        n, c, pr = counts.groups()
+        label = f"{value:.4f} (trial {number}{', the baseline' if base else ''})"
+        print(f"| {seed} | {n} ({c} / {pr}) | {wall:.0f} | {label} | {ckpt:.4f} |", flush=True)
 
 
 BENCHES = {
@@ -290,6 +301,10 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=None)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--budget", type=float, default=97.0)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="budget: study seeds")
+    p.add_argument(
+        "--run-args", default="", help="budget, default: more study.run options, one string"
+    )
     p.add_argument("--pruners", nargs="*", default=None, help="pruning: pruners to compare")
     p.add_argument("--threads", type=int, default=None, help="pruning: study.run's --threads")
     p.add_argument(

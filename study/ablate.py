@@ -120,6 +120,7 @@ def plan(ns, source) -> tuple[RunSettings, list[cells.Cell], dict[str, Any]]:
         trials=len(planned),
         pruner="none",
         report=False,
+        baseline=False,  # an experiment runs its cells only
     )
     return settings, planned, about
 

@@ -98,6 +98,7 @@ def plan(ns, source) -> tuple[RunSettings, list[cells.Cell], dict[str, Any]]:
         epochs=epochs,
         pruner="none",
         report=False,
+        baseline=False,  # an experiment runs its cells only
     )
     return settings, planned, about
 

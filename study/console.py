@@ -39,6 +39,11 @@ def header(session, data, device) -> list[str]:
             f"  seed systems: {session.enqueued} enqueued "
             f"({len(s.enqueue_seeds) - session.enqueued} already there)"
         )
+    if session.baseline:
+        lines.append(
+            f"  baseline: the {s.objective} objective's textbook configuration is enqueued "
+            "(objectives/baselines.py; --no-baseline leaves it out)"
+        )
     return lines
 
 

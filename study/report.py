@@ -17,7 +17,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from objectives import SEED_ATTR
+from objectives import BASELINE_ATTR, SEED_ATTR
 
 from . import timing
 from .cli import Parser, add_study_options, entry
@@ -63,9 +63,27 @@ def overview(study, best, top: list[str]) -> list[str]:
         md += [f"- `{k}` = {fmt(v)}" for k, v in best.params.items()]
         if SEED_ATTR in best.user_attrs:
             md.append(f"- seed system `{best.user_attrs[SEED_ATTR]}`")
+        md += baseline_line(trials, best, metric, maximize)
         if top:
             md += ["", f"Most important parameters: {', '.join(f'`{p}`' for p in top)}."]
     return md
+
+
+def baseline_line(trials, best, metric: str, maximize: bool) -> list[str]:
+    """What the search bought over the objective's baseline (its textbook configuration)."""
+    base = next((t for t in trials if BASELINE_ATTR in t.user_attrs), None)
+    if base is None or base.state != TrialState.COMPLETE:
+        return []
+    if base.number == best.number:
+        return ["", "The best trial is the baseline (`objectives/baselines.py`): the search "
+                "has not beaten the textbook configuration yet."]  # fmt: skip
+    gain = (best.values[0] - base.values[0]) * (1 if maximize else -1)
+    return [
+        "",
+        f"Baseline (trial {base.number}, the textbook configuration of "
+        f"`objectives/baselines.py`): {metric} = {base.values[0]:.4f}; the best trial is "
+        f"{gain:.4f} better.",
+    ]
 
 
 def questions(study, rows) -> list[str]:

@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Callable
 
-from objectives import CELL_ATTR, SEED_ATTR
+from objectives import BASELINE_ATTR, CELL_ATTR, SEED_ATTR
 
 
 def worker_name() -> str:
@@ -19,7 +19,7 @@ def run_context(runner, trial, original: int) -> dict:
     """What a trial's MLflow run records beside its spec: data, device, seeds, worker, and
     what an experiment's cell varied."""
     s, data = runner.settings, runner.data
-    extra = {SEED_ATTR: trial.user_attrs[SEED_ATTR]} if SEED_ATTR in trial.user_attrs else {}
+    extra = {k: trial.user_attrs[k] for k in (SEED_ATTR, BASELINE_ATTR) if k in trial.user_attrs}
     cell = trial.user_attrs.get(CELL_ATTR)
     if cell is not None:  # what the experiment varied, as params of the run
         extra.update({f"cell.{k}": v for k, v in cell.items() if k != "spec"})

@@ -10,7 +10,6 @@ import argparse
 import signal
 import sys
 import time
-from pathlib import Path
 
 from optuna.trial import TrialState
 
@@ -31,6 +30,7 @@ from .scheduler import Tally, best_trial, counts, finished, work
 from .search import PRUNERS, SAMPLERS
 from .settings import RunSettings, from_namespace, seed_choice
 from .stores import DEFAULT_STORAGE, check_storage, check_tracking
+from .warm import add_start_options
 
 EXIT_INTERRUPTED = 130
 INTERRUPTED = "Interrupted: finished trials are saved; re-run the same command to continue."
@@ -81,36 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
         "them on demand)",
     )
     return p
-
-
-def add_start_options(p: argparse.ArgumentParser) -> None:
-    """What runs first or is known before the search: seed systems, configs, another study."""
-    p.add_argument(
-        "--enqueue-seeds",
-        nargs="?",
-        const="all",
-        default=None,
-        metavar="NAMES",
-        help="enqueue the seed systems (SEEDS.md) as the study's first trials: all that fit "
-        "the objective, or a comma-separated list of preset names; each is enqueued once",
-    )
-    p.add_argument(
-        "--enqueue-config",
-        dest="enqueue_configs",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="run this exported configuration (study.export's file) first; repeatable; "
-        "each is queued once",
-    )
-    p.add_argument(
-        "--warm-start",
-        default=None,
-        metavar="STUDY",
-        help="copy the finished trials of another study of the same objective in the same "
-        "storage into this one's history (not counted in --trials, never re-trained)",
-    )
 
 
 def add_budget_options(p: argparse.ArgumentParser, d: RunSettings) -> None:

@@ -3,9 +3,9 @@
 The sampler is configured on purpose, not by library defaults (which changed between Optuna
 versions): TPE, multivariate over **groups** of parameters that appear together (the space is
 conditional: MLP or conv, a learning rate per optimiser), constant liar for parallel workers,
-seeded, 10 random start-up trials. Seed systems (``--enqueue-seeds``) are not random, so
-they do not use up start-up slots; those the space cannot express carry no parameters and
-are kept out of the sampler's history altogether.
+seeded, 10 random start-up trials. Seed systems (``--enqueue-seeds``) and the baseline are
+not random, so they do not use up start-up slots; seeds the space cannot express carry no
+parameters and are kept out of the sampler's history altogether.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import optuna
 from optuna.samplers import TPESampler
 
-from objectives import SEED_ATTR
+from objectives import BASELINE_ATTR, SEED_ATTR
 
 from . import optuna_internals as internals
 from .errors import UsageError
@@ -24,7 +24,8 @@ STARTUP_TRIALS = 10
 
 
 def is_seed(trial) -> bool:
-    return SEED_ATTR in trial.user_attrs
+    """A seed system or the baseline: chosen, not sampled."""
+    return SEED_ATTR in trial.user_attrs or BASELINE_ATTR in trial.user_attrs
 
 
 def hidden(trial) -> bool:

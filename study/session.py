@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from objectives import SEED_ATTR, Objective
+from objectives import BASELINE_ATTR, SEED_ATTR, Objective, baseline_params
 from objectives.seeds import IN_SPACE_ATTR, seed_params
 
 from .costs import constraints
@@ -38,6 +38,7 @@ class Session:
     enqueued: int = 0
     configs: int = 0
     warm: tuple[int, int] | None = None  # (copied, outside the space) by --warm-start
+    baseline: bool = False  # this session enqueued the objective's baseline
     storage_outage: Outage | None = None
 
     @property
@@ -197,14 +198,20 @@ def open_session(
 
 
 def prepare_trials(session: Session, configs, other) -> None:
-    """What runs or is known before sampling: enqueued configs, seed systems, and another
-    study's trials copied in (``--warm-start``)."""
+    """What runs or is known before sampling: enqueued configs, seed systems, another
+    study's trials copied in (``--warm-start``), then a new study's baseline (unless it
+    is already there, copied in with the same parameters)."""
     s, study, objective = session.settings, session.study, session.objective
     session.configs = enqueue_configs(study, configs) if configs else 0
     if s.enqueue_seeds:
         session.enqueued = enqueue_seeds(study, s.enqueue_seeds, objective, s.epochs)
     if other is not None:
         session.warm = warm_start(study, other, objective, s.epochs)
+    if s.baseline and not session.existing:  # a resumed study's history stays as it was
+        before = len(study.get_trials(deepcopy=False))
+        params = baseline_params(objective.name, max_epochs=s.epochs)
+        study.enqueue_trial(params, user_attrs={BASELINE_ATTR: True}, skip_if_exists=True)
+        session.baseline = len(study.get_trials(deepcopy=False)) > before
 
 
 def create_or_load(settings: RunSettings, objective: Objective, storage, *, offset: int):

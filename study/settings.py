@@ -79,6 +79,7 @@ class RunSettings(StudyRef):
     compile: bool = False
     records: str = "auto"  # a finished trial's records: background, inline or auto
     enqueue_seeds: tuple[str, ...] = ()
+    baseline: bool = True  # a new study's first trial is the objective's baseline
     max_params: int | None = None
     max_latent: int | None = None
     enqueue_configs: tuple[Path, ...] = ()

@@ -20,7 +20,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from models import NonFiniteLossError
-from objectives import CELL_ATTR, SEED_ATTR, Objective, run_trial, trial_spec
+from objectives import BASELINE_ATTR, CELL_ATTR, SEED_ATTR, Objective, run_trial, trial_spec
 
 from . import optuna_internals as internals
 from .costs import COST_ATTR, OVER_BUDGET_ATTR, CostMeter, budget_violation
@@ -239,8 +239,8 @@ class _Life:
             reporter=self.reporter,
             resume=resume,
             compile=runner.settings.compile,
-            # Seed systems and experiment cells always run to the end.
-            prune=SEED_ATTR not in trial.user_attrs and CELL_ATTR not in trial.user_attrs,
+            # Seed systems, the baseline and experiment cells always run to the end.
+            prune=not {SEED_ATTR, BASELINE_ATTR, CELL_ATTR} & trial.user_attrs.keys(),
             report=not self.two_objectives,
         )
         cell = trial.user_attrs.get(CELL_ATTR)

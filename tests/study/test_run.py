@@ -232,7 +232,8 @@ def test_timeout_stops_starting_trials_and_exits_zero(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Stopped: --timeout 0.001s reached." in out
     study, _, _, runs = load(tmp_path)
-    assert len(study.trials) == 0 and runs == []
+    # No trial started: the baseline, enqueued first, is still waiting (a resume runs it).
+    assert [t.state.name for t in study.trials] == ["WAITING"] and runs == []
 
 
 def test_a_study_flushes_subnormal_floats_before_it_trains(tmp_path):
