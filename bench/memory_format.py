@@ -1,6 +1,7 @@
 """Conv autoencoders in PyTorch's default (NCHW) memory format against ``channels_last``, on
 the CPU: milliseconds per training step (forward, MSE, backward, Adam), the two variants
-alternating within one run, the median of ``--reps``. Not adopted (BENCHMARKS.md, 10).
+alternating within one run, the median of ``--reps``. The engine runs conv models
+channels-last (``models.prepare_model``); BENCHMARKS.md, 10.
 
     python -m bench.memory_format --reps 5
 """
