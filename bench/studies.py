@@ -21,6 +21,7 @@ from pathlib import Path
 
 import optuna
 
+from objectives import BASELINE_ATTR
 from study import export, run, train
 from study.timing import ACTIVITIES
 
@@ -252,14 +253,15 @@ def _in_budget(path: Path, name: str, budget: float):
     """(trial, value) of the best complete trial that finished within ``budget`` seconds of
     the study's first trial starting, and whether it is the baseline."""
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{path}/optuna.db")
-    start = min(t.datetime_start for t in study.trials if t.datetime_start)
+    trials = study.get_trials(deepcopy=False)
+    start = min(t.datetime_start for t in trials if t.datetime_start)
     done = [
-        t for t in study.trials
+        t for t in trials
         if t.state == optuna.trial.TrialState.COMPLETE
         and (t.datetime_complete - start).total_seconds() <= budget
     ]  # fmt: skip
     best = (max if study.direction.name == "MAXIMIZE" else min)(done, key=lambda t: t.value)
-    return best.number, best.value, "baseline" in best.user_attrs
+    return best.number, best.value, BASELINE_ATTR in best.user_attrs
 
 
 def same_budget(args) -> None:

@@ -58,7 +58,7 @@ _MODELS = {
                 "mlp.width1": 128,
                 "latent_dim": 32,
             },
-        ),  # fmt: skip
+        ),
     },
     "vae": _prefixed(
         "vae",
@@ -70,7 +70,7 @@ _MODELS = {
             "latent_dim": 20,
             "beta": 1.0,
         },
-    ),  # fmt: skip
+    ),
 }
 
 

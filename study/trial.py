@@ -20,13 +20,14 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from models import NonFiniteLossError
-from objectives import BASELINE_ATTR, CELL_ATTR, SEED_ATTR, Objective, run_trial, trial_spec
+from objectives import CELL_ATTR, Objective, run_trial, trial_spec
 
 from . import optuna_internals as internals
 from .costs import COST_ATTR, OVER_BUDGET_ATTR, CostMeter, budget_violation
 from .outage import OutageError
 from .reporter import TrialReporter, run_context, worker_name
 from .scheduler import Heartbeat, retry_history
+from .search import is_seed
 from .secrets import scrub, secrets_in
 from .settings import RunSettings
 from .timing import TIME_ATTR, Breakdown, TimedTrial
@@ -240,7 +241,7 @@ class _Life:
             resume=resume,
             compile=runner.settings.compile,
             # Seed systems, the baseline and experiment cells always run to the end.
-            prune=not {SEED_ATTR, BASELINE_ATTR, CELL_ATTR} & trial.user_attrs.keys(),
+            prune=not is_seed(trial) and CELL_ATTR not in trial.user_attrs,
             report=not self.two_objectives,
         )
         cell = trial.user_attrs.get(CELL_ATTR)
