@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -76,16 +77,37 @@ def _wait_for(proc, condition, what, limit=300):
 
 
 def _state(path, number):
-    study, *_ = load(path, NAME)
-    trials = study.get_trials(deepcopy=False)
+    """Trial ``number``'s state, read from the Optuna store alone: polling the MLflow store
+    too, while the worker writes to it, could fail on a busy machine ("database is locked")
+    and leave the worker holding its records for ever."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{path}/optuna.db")
+        trials = study.get_trials(deepcopy=False)
+    except OperationalError:  # locked for a moment: not seen yet
+        return None
     return trials[number].state if number < len(trials) else None
 
 
-def _held_while_the_next_trains(path, **extra):
+@pytest.fixture
+def reap():
+    """Kills, after the test, the workers it started and left running (a failed assertion
+    would otherwise leave one holding its records for ever)."""
+    started = []
+    yield started.append
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _held_while_the_next_trains(path, reap, **extra):
     """A worker holding a finished trial's records while its next trial trains: (the
     process, the number of the trial whose records are held)."""
     _prepare(path, MLP, SLOW)
     proc = _start_held(path, **extra)
+    reap(proc)
     marker = path / "writing"
     _wait_for(proc, marker.exists, "a finished trial's records being written")
     number = int(marker.read_text())
@@ -93,8 +115,8 @@ def _held_while_the_next_trains(path, **extra):
     return proc, number
 
 
-def test_a_worker_killed_while_writing_a_trials_records_leaves_it_to_be_retried(tmp_path):
-    proc, number = _held_while_the_next_trains(tmp_path)
+def test_a_worker_killed_while_writing_a_trials_records_leaves_it_to_be_retried(tmp_path, reap):
+    proc, number = _held_while_the_next_trains(tmp_path, reap)
     # Its records are not all written: Optuna has not been told, the next trial trains.
     assert _state(tmp_path, number) == TrialState.RUNNING
     proc.send_signal(signal.SIGKILL)
@@ -120,10 +142,10 @@ def test_a_worker_killed_while_writing_a_trials_records_leaves_it_to_be_retried(
 
 
 @pytest.mark.parametrize("when", ["while the next trial trains", "while it waits for them"])
-def test_ctrl_c_waits_for_the_finished_trials_records(tmp_path, when):
+def test_ctrl_c_waits_for_the_finished_trials_records(tmp_path, when, reap):
     waiting = tmp_path / "waiting"
     extra = {"WAITING": str(waiting)} if "waits" in when else {}
-    proc, number = _held_while_the_next_trains(tmp_path, **extra)
+    proc, number = _held_while_the_next_trains(tmp_path, reap, **extra)
     if extra:  # its first epoch done, the next trial waits to report it (a GPU's usual case)
         _wait_for(proc, waiting.exists, "the next trial waiting for the records")
     proc.send_signal(signal.SIGINT)
@@ -155,8 +177,6 @@ def test_each_trial_is_sampled_before_the_last_is_told_however_records_are_writt
 ):
     """The order that makes a seeded study sample the same trials however long records
     take (the tracked study: ``classifier_study``; here the same study untracked)."""
-    import optuna
-
     from .conftest import TINY
 
     study, *_ = load(classifier_study, "classifier-fashion-mnist")
