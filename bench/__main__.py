@@ -11,6 +11,7 @@ from . import (
     engine,
     memory_format,
     optimizers,
+    pictures,
     published,
     search,
     storage,
@@ -25,6 +26,7 @@ if __name__ == "__main__":
     memory_format.main([])
     studies.main(sys.argv[1:])
     calls.main([])
+    pictures.main([])
     storage.main([])
     auth.main([])
     published.main([])

@@ -19,6 +19,8 @@ import time
 
 TIMED = {  # (module, owner, attribute): label
     ("study.pictures", None, "latent_scatter"): "latent scatter (pictures)",
+    ("study.pictures", None, "project_2d"): "latent scatter: PCA",
+    ("study.pictures", None, "scatter_png"): "latent scatter: drawing the PNG",
     ("study.pictures", None, "reconstruction_grid"): "reconstruction grid (pictures)",
     ("study.optuna_artifacts", "DashboardRecords", "picture"): "optuna-dashboard picture",
     ("study.optuna_artifacts", "DashboardRecords", "note"): "optuna-dashboard note",
