@@ -1,11 +1,12 @@
 """Where a trial's time goes: seconds per activity, kept on the trial (user attribute
 ``time``), logged to its MLflow run (``time_<activity>_s``) and summed in the report.
 
-On the training path: ``ask`` (waiting for the study lock, then the sampler), ``train``,
-``eval`` (the validation pass of every epoch), ``storage`` (Optuna calls while the trial
-runs: parameters, reports, pruning, attributes; not the final tell, which comes after),
-``tracking`` (MLflow writes while it trains: the run, each epoch's metrics and resume
-snapshot) and ``wait`` (at its first epoch, for the last trial's records to be written).
+On the training path: ``ask`` (waiting for the study lock, then the sampler: drawing each
+parameter, which also writes it), ``train``, ``eval`` (the validation pass of every epoch),
+``storage`` (Optuna calls while the trial runs: reports, pruning, attributes; not the final
+tell, which comes after), ``tracking`` (MLflow writes while it trains: the run, each epoch's
+metrics and resume snapshot) and ``wait`` (at its first epoch, for the last trial's records
+to be written).
 Off it: ``records``, the finished trial's checkpoint, logged model and pictures, written
 while the worker's next trial trains; ``pictures`` is the part of ``records`` spent
 drawing.
@@ -48,8 +49,9 @@ class Breakdown:
 
 
 class TimedTrial:
-    """An ``optuna.Trial`` whose every method call counts as ``storage`` time (suggesting a
-    parameter writes it; reporting and pruning read and write the study)."""
+    """An ``optuna.Trial`` whose method calls are timed: ``suggest_*`` as ``ask`` (the sampler
+    draws each parameter there, TPE's relative sample at the first; writing the parameter is
+    ~20% of it), every other call (reporting, pruning, attributes) as ``storage``."""
 
     def __init__(self, trial, breakdown: Breakdown):
         self._trial, self._breakdown = trial, breakdown
@@ -59,8 +61,10 @@ class TimedTrial:
         if not callable(attr):
             return attr
 
+        activity = "ask" if name.startswith("suggest") else "storage"
+
         def timed(*args, **kwargs):
-            with self._breakdown("storage"):
+            with self._breakdown(activity):
                 return attr(*args, **kwargs)
 
         return timed

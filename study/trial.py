@@ -220,7 +220,7 @@ class _Life:
         )  # fmt: skip
         if resume is not None:
             self.reporter.epochs = len(resume["history"])
-        trial = TimedTrial(trial, timed)  # suggesting, reporting, pruning: storage time
+        trial = TimedTrial(trial, timed)  # suggesting: ask; reporting, pruning: storage
         spec = trial_spec(trial, runner.objective, max_epochs=runner.settings.epochs)
         if writer is not None:  # sampled: the last trial's records may be written now
             with timed("wait"):

@@ -155,3 +155,24 @@ def test_every_trial_says_where_its_time_went_and_the_report_sums_it(classifier_
     for key, label in LABELS.items():
         total = sum(t.user_attrs.get("time", {}).get(key, 0) for t in study.trials)
         assert float(rows[label]) == pytest.approx(total, abs=0.06)
+
+
+def test_drawing_parameters_counts_as_sampling_and_reporting_as_storage():
+    """TPE draws each parameter inside ``suggest_*``: that is sampling (``ask``), not
+    bookkeeping; reports and pruning reads are Optuna storage calls."""
+    import optuna
+
+    from study.timing import Breakdown, TimedTrial
+
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=2))
+    for v in (0.1, 0.9):
+        study.enqueue_trial({"x": v})
+        t = study.ask()
+        study.tell(t, t.suggest_float("x", 0, 1))
+    breakdown = Breakdown()
+    trial = TimedTrial(study.ask(), breakdown)
+    trial.suggest_float("x", 0, 1)
+    assert breakdown.seconds["ask"] > 0 and breakdown.seconds["storage"] == 0
+    trial.report(0.5, 1)
+    trial.should_prune()
+    assert breakdown.seconds["storage"] > 0
