@@ -146,7 +146,8 @@ def tick_labels(ticks: list[float]) -> list[str]:
 def scatter_png(xy: np.ndarray, y: np.ndarray, names: list[str], title: str, path: Path):
     """Draw a class-coloured scatter with its ticks, legend and title straight into a
     Pillow image: ~10 ms where the same figure took Matplotlib ~65 ms, which every trial
-    of a study paid (``python -m bench.pictures``). Points are blended at 60% opacity, class after class."""
+    of a study paid (``python -m bench.pictures``). Points are blended at 60% opacity,
+    class after class."""
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
