@@ -43,16 +43,21 @@ EXACT_PCA_WIDTH = 64  # wider codes: randomized PCA (an exact SVD of 1,500 x 1,5
 
 
 def project_2d(z: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """The codes themselves when 2-d (or 1-d), else their first two principal components."""
+    """The codes themselves when 2-d (or 1-d), else their first two principal components
+    (a single code has one: the second axis is then zero)."""
     z = z.float()
     if z.shape[1] <= 2:
-        return (z if z.shape[1] == 2 else torch.cat([z, torch.zeros_like(z)], 1)), "latent"
+        return two_columns(z), "latent"
     centred = z - z.mean(0)
     if z.shape[1] <= EXACT_PCA_WIDTH:
         _, _, v = torch.linalg.svd(centred, full_matrices=False)
     else:
         v = top_directions(centred, 2)
-    return centred @ v[:2].T, "PCA"
+    return two_columns(centred @ v[:2].T), "PCA"
+
+
+def two_columns(xy: torch.Tensor) -> torch.Tensor:
+    return xy if xy.shape[1] == 2 else torch.cat([xy, torch.zeros_like(xy)], 1)
 
 
 def top_directions(c: torch.Tensor, k: int, *, extra: int = 8, iters: int = 2) -> torch.Tensor:

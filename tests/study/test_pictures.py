@@ -112,3 +112,16 @@ def test_ticks_far_from_zero_are_told_apart():
 
 def test_the_text_is_in_matplotlibs_font():
     assert pictures.font(10).path.endswith("mpl-data/fonts/ttf/DejaVuSans.ttf")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("width", [5, 200])
+def test_a_handful_of_codes_still_gets_two_axes(tmp_path, n, width):
+    """``--limit-val`` can leave very few validation images; a single code has one
+    principal axis, not two."""
+    xy, how = pictures.project_2d(torch.randn(n, width, generator=torch.Generator().manual_seed(0)))
+    assert how == "PCA" and xy.shape == (n, 2) and torch.isfinite(xy).all()
+    pictures.scatter_png(
+        xy.numpy(), np.arange(n), [str(i) for i in range(10)], "t", tmp_path / "l.png"
+    )
+    assert rgb(tmp_path / "l.png").shape == (pictures.HEIGHT, pictures.WIDTH, 3)
