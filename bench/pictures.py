@@ -1,10 +1,10 @@
 """The latent scatter every trial draws: the earlier Matplotlib figure with an exact SVD
 against the Pillow figure with randomized PCA (``study.pictures``), on the same codes.
 
-Per preset and for the classifier's baseline (untrained, CPU, 2 threads; the 1,500 validation images every trial draws):
-milliseconds to encode them, to project the codes to 2-d and to draw the PNG, the two
-variants alternating, median of ``--reps``; and how close the randomized projection is to
-the exact one (the smaller of the two axes' |correlation|).
+Per preset and for the classifier's baseline (untrained, CPU, 2 threads; the 1,500
+validation images every trial draws): milliseconds to encode them, to project the codes to
+2-d and to draw the PNG, the two variants alternating, median of ``--reps``; and how close
+the randomized projection is to the exact one (the smaller of the two axes' |correlation|).
 
     python -m bench.pictures --reps 5
 """
@@ -39,12 +39,14 @@ def model_config(name: str):
 
 def exact_pca(z: torch.Tensor) -> torch.Tensor:
     """The earlier projection: an exact SVD, whatever the codes' width."""
+    from study.pictures import two_columns
+
     z = z.float()
     if z.shape[1] <= 2:
-        return z if z.shape[1] == 2 else torch.cat([z, torch.zeros_like(z)], 1)
+        return two_columns(z)
     centred = z - z.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
-    return centred @ v[:2].T
+    return two_columns(centred @ v[:2].T)
 
 
 def matplotlib_png(xy, y, names, title, path) -> None:

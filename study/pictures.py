@@ -168,9 +168,9 @@ def scatter_png(xy: np.ndarray, y: np.ndarray, names: list[str], title: str, pat
     py = bottom - (xy[:, 1] - lo[1]) / (hi[1] - lo[1]) * (bottom - top)
     centres = np.stack([px, py], 1).round().astype(int)
     for c, colour in enumerate(TAB10):
+        mine = centres[y == c][:, None, :]
         for shape, alpha in ((DOT, 153), (CORNERS, 64)):
-            pts = (centres[y == c][:, None, :] + shape[None]).reshape(-1, 2)
-            draw.point([tuple(p) for p in pts.tolist()], fill=(*colour, alpha))
+            draw.point((mine + shape[None]).ravel().tolist(), fill=(*colour, alpha))
     small = font(10)
     for axis, (a, b) in enumerate(zip(lo, hi, strict=True)):
         ticks = nice_ticks(a, b)

@@ -65,7 +65,7 @@ class Pixels(torch.nn.Module):
 
 
 def test_the_scatter_draws_each_class_in_its_colour_with_a_legend(fmnist, tmp_path):
-    z, labels = codes(fmnist)
+    _, labels = codes(fmnist)
     path = pictures.latent_scatter(
         Pixels(), fmnist.val.images[:1500], labels, tmp_path / "latent.png",
         dataset="fashion-mnist", title="fashion-mnist validation",
