@@ -54,6 +54,10 @@ def positive_float(text: str) -> float:
     return _number(float, text, lambda v: 0 < v < float("inf"), "a positive number")
 
 
+def non_negative_float(text: str) -> float:
+    return _number(float, text, lambda v: 0 <= v < float("inf"), "a number >= 0")
+
+
 def _url_type(parse):
     def convert(text: str):
         try:

@@ -3,7 +3,7 @@ is redeployed. Calls to the Optuna storage and the MLflow tracking server that f
 of the server are retried with backoff (SQLAlchemy replaces the dead pooled connections);
 the worker says once that it is waiting and for how long, and goes on when the server is
 back. Past ``--outage-wait`` it stops with ``OutageError`` (exit code 75): nothing finished
-is lost, and re-running the same command retries the interrupted trial from its last epoch.
+is lost, and re-running the same command retries the interrupted trial from its last snapshot.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class OutageError(Exception):
         super().__init__(
             f"{server} has been unreachable for {seconds:.0f} s (--outage-wait {wait:g}); this "
             "worker stops. Nothing finished is lost: re-run the same command once it is back "
-            "(the interrupted trial resumes from its last finished epoch)"
+            "(the interrupted trial resumes from its last snapshot)"
         )
 
 

@@ -21,6 +21,7 @@ from .cli import (
     add_seed_option,
     add_study_options,
     entry,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -181,6 +182,16 @@ def add_worker_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
         default=None,
         help="seconds without a heartbeat before another worker fails the trial and "
         "retries it (default: 3 x --heartbeat)",
+    )
+    p.add_argument(
+        "--snapshot-every",
+        type=non_negative_float,
+        default=d.snapshot_every,
+        metavar="S",
+        help="seconds between a running trial's resume snapshots, written with its epochs' "
+        "MLflow metrics: a worker killed mid-trial loses at most that much training, and a "
+        "trial shorter than that writes its curves once, at its end; 0 = after every epoch "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--outage-wait",

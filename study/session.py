@@ -260,4 +260,5 @@ def make_tracker(settings: RunSettings, study, data, device) -> StudyTracker | N
         secrets=secrets_in(settings.storage.url, settings.tracking.url),
         outage=outage,
         storage=settings.storage,
+        snapshot_every=settings.snapshot_every,
     )

@@ -76,6 +76,7 @@ class RunSettings(StudyRef):
     heartbeat: int = 30
     heartbeat_grace: int | None = None
     outage_wait: float = 300.0
+    snapshot_every: float = 30.0  # seconds between a running trial's resume snapshots
     compile: bool = False
     records: str = "auto"  # a finished trial's records: background, inline or auto
     enqueue_seeds: tuple[str, ...] = ()

@@ -1,8 +1,8 @@
 """MLflow tracking: one experiment and parent run per study, one nested run per trial.
 
 Everything goes through ``MlflowClient`` with explicit run ids (no fluent global state), and
-each epoch's metrics are one ``log_batch`` call: on SQLite a synchronous call costs ~15 ms,
-whatever it carries.
+the epochs a trial's run has not written yet go in one ``log_batch`` call: on SQLite a
+synchronous call costs a few milliseconds, whatever it carries.
 """
 
 from __future__ import annotations
@@ -59,8 +59,10 @@ class StudyTracker:
         secrets=frozenset(),
         outage=None,
         storage=None,
+        snapshot_every: float = 0.0,
     ):
         self.tracking = tracking
+        self.snapshot_every = snapshot_every  # see TrialRun
         self.secrets = set(secrets)  # scrubbed from every reason and traceback written
         self.client = tracking_client(tracking)
         if outage is not None:  # every call retried while the server is away
@@ -122,6 +124,7 @@ class StudyTracker:
         return TrialRun(
             self.client, run.info.run_id, dataset=self.data.name, val=self.data.val,
             secrets=self.secrets, experiment_id=self.experiment_id, dashboard=self.dashboard,
+            snapshot_every=self.snapshot_every,
         )  # fmt: skip
 
     @staticmethod
@@ -209,7 +212,11 @@ class StudyTracker:
 
 
 class TrialRun:
-    """One trial's nested MLflow run."""
+    """One trial's nested MLflow run. While it trains, its epochs' metrics and the resume
+    snapshot are written together after an epoch ending ``snapshot_every`` seconds or more
+    after the last such write (0: every epoch), the rest when it is closed: a trial of a few
+    seconds writes its curves once, and a worker killed mid-trial loses at most that much
+    training and curve (the retry resumes from the snapshot, copying the curve up to it)."""
 
     def __init__(
         self,
@@ -218,19 +225,21 @@ class TrialRun:
         *,
         dataset: str,
         val: Split,
-        save_resume=True,
         secrets=(),
         experiment_id: str | None = None,
         dashboard=None,
+        snapshot_every: float = 0.0,
     ):
         self.client = client
+        self.snapshot_every = snapshot_every
+        self.pending: list = []  # epoch metrics not written yet
+        self.written = time.monotonic()  # the last write of epochs (or the run's start)
         self.experiment_id = experiment_id
         self.dashboard = dashboard
         self.trial = None
         self.costs: dict | None = None  # set before close: logged as cost_* metrics
         self.extra_metrics: dict[str, float] = {}  # set before close (e.g. test scores)
         self.secrets = set(secrets)
-        self.save_resume = save_resume
         self.run_id = run_id
         self.dataset = dataset
         self.val = val
@@ -254,20 +263,29 @@ class TrialRun:
             if self.dashboard is not None:
                 self.dashboard.note(trial, self.run_id)
         self.client.log_batch(self.run_id, params=as_params(params), metrics=as_metrics(metrics, 0))
+        self.written = time.monotonic()
 
     def epoch(self, result: EpochResult) -> None:
         self.model = result.model
-        # One synchronous batch per epoch. MLflow's async mode was measured slower here:
-        # ending a run then waits ~0.7 s for its logging queue to shut down.
-        self.client.log_batch(self.run_id, metrics=as_metrics(epoch_metrics(result), result.epoch))
-        if self.save_resume and result.snapshot is not None:
-            # Overwritten every epoch: a retried trial continues from the last one.
+        self.pending += as_metrics(epoch_metrics(result), result.epoch)  # stamped now
+        if time.monotonic() - self.written >= self.snapshot_every:
+            self.write_epochs(result)
+
+    def write_epochs(self, result: EpochResult) -> None:
+        """The epochs not written yet in one synchronous batch (MLflow's async mode was
+        measured slower: ending a run then waits ~0.7 s for its logging queue to shut
+        down), then ``result``'s resume snapshot."""
+        metrics, self.pending = self.pending, []
+        self.client.log_batch(self.run_id, metrics=metrics)
+        if result.snapshot is not None:
+            # Overwritten each time: a retried trial continues from the last one.
             import torch
 
             with tempfile.TemporaryDirectory(prefix="resume-") as tmp:
                 path = Path(tmp) / RESUME_NAME
                 torch.save(result.snapshot(), path)
                 self.client.log_artifact(self.run_id, str(path), RESUME_DIR)
+        self.written = time.monotonic()
 
     def restored(self, history: list[dict], from_trial: int) -> None:
         """Copy the epochs an earlier attempt finished, so this run's curves are whole."""
@@ -364,7 +382,8 @@ class TrialRun:
                 self.client.log_artifact(self.run_id, str(tmp_path / "traceback.txt"))
         breakdown.add("records", time.perf_counter() - started)
         metrics.update(breakdown.metrics())
-        self.client.log_batch(self.run_id, metrics=as_metrics(metrics, 0), tags=as_tags(tags))
+        batch, self.pending = self.pending + as_metrics(metrics, 0), []
+        self.client.log_batch(self.run_id, metrics=batch, tags=as_tags(tags))
         self.client.set_terminated(self.run_id, STATUS_OF_STATE[state])
         self.closed = True
 
@@ -374,6 +393,7 @@ class TrialRun:
         the worker that took over (the trial's own reason, ``no heartbeat from ...``)."""
         reason = scrub(reason, self.secrets)
         tags = {"optuna.state": "FAIL", "fail_reason": reason, "taken_over": reason}
-        self.client.log_batch(self.run_id, tags=as_tags(tags))
+        metrics, self.pending = self.pending, []
+        self.client.log_batch(self.run_id, metrics=metrics, tags=as_tags(tags))
         self.client.set_terminated(self.run_id, "FAILED")
         self.closed = True

@@ -58,6 +58,8 @@ ARGS = [
     "none",
     "--heartbeat",
     "1",
+    "--snapshot-every",  # resume snapshots after every epoch: a killed trial resumes
+    "0",
 ]
 
 

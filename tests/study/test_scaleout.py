@@ -146,7 +146,7 @@ def test_a_worker_killed_mid_trial_is_retried_by_the_others(cluster, tmp_path):
     name = "killed-worker"
     # Trials of a few seconds, never pruned, so one can be caught mid-training.
     args = ["--epochs", "5", "--limit-train", "3000", "--limit-val", "300", "--pruner", "none"]
-    args += ["--trials", "5", "--study-name", name, "--heartbeat", "1"]
+    args += ["--trials", "5", "--study-name", name, "--heartbeat", "1", "--snapshot-every", "0"]
     procs = [worker(tmp_path / f"host{i}", storage, tracking, *args) for i in range(3)]
     pids = {p.pid: p for p in procs}
 
