@@ -206,6 +206,11 @@ class Autoencoder(nn.Module):
         self.latent_dim = config.latent_dim
         self.output_activation = make_activation(config.output_activation)
 
+    @property
+    def code_layer(self) -> nn.Module:
+        """The layer whose output ``encode`` returns."""
+        return self.encoder
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 

@@ -138,6 +138,11 @@ class LatentClassifier(nn.Module):
             self.autoencoder.eval()
         return self
 
+    @property
+    def code_layer(self) -> nn.Module:
+        """The layer whose output ``encode`` returns."""
+        return self.autoencoder.code_layer
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.autoencoder.encode(x)
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ._classifier import ClassifierConfig
+from ._codes import CodeTap
 from ._config import ConfigBase, check_choice, check_float, check_int
 from ._data import Split, batch_indices, batches
 from ._device import autocast, prepare_model
@@ -182,6 +183,8 @@ class EpochResult:
         snapshot: returns everything ``fit(resume=...)`` needs to continue after this epoch
             (weights, optimiser, random state, history). Its tensors are the live ones:
             serialise it before training goes on.
+        codes: with ``fit(keep_codes=n)``, what ``model.encode`` gave the first ``n``
+            validation images in this epoch's evaluation, flattened (else None).
     """
 
     phase: str
@@ -193,6 +196,7 @@ class EpochResult:
     model: nn.Module = field(repr=False, compare=False, default=None)
     snapshot: Callable[[], dict] = field(repr=False, compare=False, default=None)
     eval_seconds: float = 0.0
+    codes: torch.Tensor | None = field(repr=False, compare=False, default=None)
 
     @property
     def value(self) -> float:
@@ -244,6 +248,7 @@ def fit(
     resume: dict | None = None,
     compile: bool = False,
     cuda_graphs: bool = True,
+    keep_codes: int = 0,
 ) -> FitResult:
     """Build ``model_config`` and train it; ``on_epoch`` is called after every epoch.
 
@@ -257,6 +262,8 @@ def fit(
     ``compile=True`` runs each loss computation through ``torch.compile``. On CUDA each
     phase's full batches replay one CUDA graph of the whole step (``cuda_graphs=False``: an
     eager step, as on the CPU). Training on the CPU is reproducible for a given ``seed``.
+    ``keep_codes=n`` keeps each evaluation's codes of the first ``n`` validation images
+    (``EpochResult.codes``, for pictures; not with ``compile``).
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -271,7 +278,20 @@ def fit(
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
         result.history = [EpochResult(**h) for h in resume["history"]]
         start_phase, start_epoch = resume["phase_index"], resume["epoch"] + 1
-    run = _Run(model, train_config, train, val, device, generator, result, on_epoch)
+    tap = CodeTap(model, keep_codes) if keep_codes and not compile else None
+    run = _Run(model, train_config, train, val, device, generator, result, on_epoch, tap)
+    try:
+        _train(run, model_config, (start_phase, start_epoch), resume, compile, cuda_graphs)
+    finally:
+        if tap is not None:  # nothing of it stays on the model (saved, pickled, exported)
+            tap.remove()
+    return result
+
+
+def _train(run: _Run, model_config, start: tuple[int, int], resume, compile, cuda_graphs) -> None:
+    """Every phase's epochs from ``start`` (phase index, epoch)."""
+    model, train_config, device, train = run.model, run.train_config, run.device, run.train
+    start_phase, start_epoch = start
     for index, (phase, module, task, epochs) in enumerate(
         phases(model_config, model, train_config)
     ):
@@ -289,7 +309,6 @@ def fit(
             graphed = GraphedStep(module, task, optimizer, train, train_config.batch_size)
         for epoch in range(first, epochs + 1):
             run.epoch(index, phase, epoch, module, task, optimizer, graphed)
-    return result
 
 
 def phases(model_config, model: nn.Module, train_config: TrainConfig) -> list[tuple]:
@@ -314,6 +333,7 @@ class _Run:
     generator: torch.Generator
     result: FitResult
     on_epoch: Callable[[EpochResult], None] | None
+    tap: CodeTap | None = None
 
     def epoch(self, index, phase, epoch, module, task, optimizer, graphed=None) -> None:
         cfg = self.train_config
@@ -330,7 +350,10 @@ class _Run:
         )
         eval_batch = max(EVAL_BATCH, 4 * cfg.batch_size)
         trained = time.perf_counter()
+        if self.tap is not None:
+            self.tap.start()
         val_metrics = evaluate(module, task, self.val, device=self.device, batch_size=eval_batch)
+        codes = self.tap.take() if self.tap is not None else None
         end = time.perf_counter()
         result = EpochResult(
             phase,
@@ -341,7 +364,10 @@ class _Run:
             task.metric,
             self.model,
             eval_seconds=end - trained,
+            codes=codes,
         )
+        if self.result.history:  # only the last epoch's codes are kept
+            self.result.history[-1].codes = None
         self.result.history.append(result)
         _check_finite(result, cfg.lr)
         result.snapshot = functools.partial(self.snapshot, index, epoch, optimizer)

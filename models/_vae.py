@@ -157,6 +157,11 @@ class VAE(nn.Module):
         self.logvar = nn.Linear(feat, ae.latent_dim)
         self.output_activation = make_activation(ae.output_activation)
 
+    @property
+    def code_layer(self) -> nn.Module:
+        """The layer whose output ``encode`` returns (the mean)."""
+        return self.mean
+
     def encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x)
         return self.mean(h), self.logvar(h)

@@ -120,10 +120,12 @@ def run_trial(
     compile: bool = False,
     prune: bool = True,
     report: bool = True,
+    keep_codes: int = 0,
 ) -> float:
     """Build and train ``spec``, reporting each epoch (and pruning unless ``prune=False``);
     return the validation metric of the last epoch. ``report=False`` (multi-objective
-    studies, which Optuna can neither report to nor prune) reports nothing.
+    studies, which Optuna can neither report to nor prune) reports nothing. ``keep_codes``:
+    see ``models.fit`` (the reporter's epoch results carry the validation codes).
 
     Raises ``optuna.TrialPruned`` when the pruner stops the trial and
     ``models.NonFiniteLossError`` when the loss diverges. ``resume`` is an epoch snapshot
@@ -152,6 +154,7 @@ def run_trial(
         on_epoch=on_epoch,
         resume=resume,
         compile=compile,
+        keep_codes=keep_codes,
     )
     reporter.done(result.model)
     return result.last.value

@@ -74,6 +74,9 @@ def top_directions(c: torch.Tensor, k: int, *, extra: int = 8, iters: int = 2) -
     return v[:k]
 
 
+SCATTER_POINTS = 1500  # validation images in the latent scatter
+
+
 @torch.inference_mode()
 def latent_scatter(
     model,
@@ -83,12 +86,16 @@ def latent_scatter(
     *,
     dataset: str,
     title: str,
-    n: int = 1500,
+    n: int = SCATTER_POINTS,
+    codes: torch.Tensor | None = None,
 ) -> Path:
-    """Scatter of the latent codes of ``n`` validation images, coloured by class."""
-    model.eval()
-    x = images[:n].float().div(255)
-    z = model.encode(x).flatten(1)
+    """Scatter of the latent codes of ``n`` validation images, coloured by class;
+    ``codes``: those images' codes already computed (by the last validation pass)."""
+    if codes is None:
+        model.eval()
+        z = model.encode(images[:n].float().div(255)).flatten(1)
+    else:
+        z = codes[:n]
     xy, how = project_2d(z)
     names = CLASS_NAMES.get(dataset, [str(i) for i in range(10)])
     scatter_png(

@@ -244,7 +244,7 @@ class TrialRun:
         self.dataset = dataset
         self.val = val
         self.spec: TrialSpec | None = None
-        self.model = None
+        self.model, self.codes = None, None  # trained model, last validation pass's codes
         self.closed = False
         self.breakdown: Breakdown | None = None  # the trial's; close() logs it as time_*
         self.problems: dict[str, tuple[str, str]] = {}  # tag: (what failed, why); not fatal
@@ -266,7 +266,7 @@ class TrialRun:
         self.written = time.monotonic()
 
     def epoch(self, result: EpochResult) -> None:
-        self.model = result.model
+        self.model, self.codes = result.model, result.codes
         self.pending += as_metrics(epoch_metrics(result), result.epoch)  # stamped now
         if time.monotonic() - self.written >= self.snapshot_every:
             self.write_epochs(result)
@@ -330,6 +330,7 @@ class TrialRun:
             tmp / "latent.png",
             dataset=self.dataset,
             title=f"{self.dataset} validation",
+            codes=self.codes,
         )
         for name in ("reconstructions.png", "latent.png"):
             if (tmp / name).exists():

@@ -25,6 +25,7 @@ from objectives import CELL_ATTR, Objective, run_trial, trial_spec
 from . import optuna_internals as internals
 from .costs import COST_ATTR, OVER_BUDGET_ATTR, CostMeter, budget_violation
 from .outage import OutageError
+from .pictures import SCATTER_POINTS
 from .reporter import TrialReporter, run_context, worker_name
 from .scheduler import Heartbeat, retry_history
 from .search import is_seed
@@ -252,6 +253,8 @@ class _Life:
             # Seed systems, the baseline and experiment cells always run to the end.
             prune=not is_seed(trial) and CELL_ATTR not in trial.user_attrs,
             report=not self.two_objectives,
+            # The latent scatter's codes, from the last validation pass.
+            keep_codes=SCATTER_POINTS if self.mlflow_run is not None else 0,
         )
         cell = trial.user_attrs.get(CELL_ATTR)
         if cell is not None and cell.get("test"):  # study.confirm --test

@@ -328,3 +328,58 @@ def test_flushing_subnormals_leaves_adams_averages_clean_and_the_weights_unchang
     assert results[True][1] == 0
     kept, flushed = results[False][0], results[True][0]
     assert all(torch.equal(kept[k], flushed[k]) for k in kept)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        m.MLPAEConfig(hidden=(32,), latent_dim=4),
+        m.ConvAEConfig(channels=(4, 8), downsample="maxpool", batch_norm=True),
+        m.VAEConfig.mlp(hidden=(32,), latent_dim=3),
+        m.ClassifierConfig(
+            encoder=m.VAEConfig.mlp(hidden=(32,), latent_dim=5),
+            head=(16,),
+            freeze="joint",
+            pretrain_epochs=1,
+        ),
+        m.ClassifierConfig(
+            encoder=m.ConvAEConfig(channels=(4, 8), fc_latent=6),
+            head=(16,),
+            freeze="frozen",
+            pretrain_epochs=1,
+        ),
+    ],
+    ids=["mlp_ae", "conv_ae_no_bottleneck", "vae", "joint_vae_classifier", "frozen_conv"],
+)
+def test_kept_codes_are_what_encode_gives_the_first_validation_images(config, small):
+    train, val = small
+    cfg = m.TrainConfig(epochs=2, batch_size=128)
+    seen = []
+
+    def check(result):  # the model as this epoch's evaluation saw it
+        result.model.eval()
+        with torch.inference_mode():
+            z = result.model.encode(val.head(300).batch(slice(0, 300))[0]).flatten(1)
+        seen.append(result.codes is not None and torch.allclose(result.codes, z, atol=1e-5))
+
+    fitted = m.fit(config, cfg, train, val, device=CPU, seed=0, on_epoch=check, keep_codes=300)
+    assert seen and all(seen)
+    assert [h.codes is not None for h in fitted.history] == [False] * (len(seen) - 1) + [True]
+    assert fitted.model.code_layer._forward_hooks == {}  # nothing left on the saved model
+    plain = m.fit(config, cfg, train, val, device=CPU, seed=0)
+    assert all(  # keeping codes changes no arithmetic
+        torch.equal(a, b)
+        for a, b in zip(
+            fitted.model.state_dict().values(), plain.model.state_dict().values(), strict=True
+        )
+    )
+    assert [h.val for h in fitted.history] == [h.val for h in plain.history]
+
+
+def test_more_codes_than_validation_images_keeps_them_all(small):
+    train, val = small
+    fitted = m.fit(
+        m.MLPAEConfig(hidden=(16,), latent_dim=2), m.TrainConfig(epochs=1), train, val.head(70),
+        device=CPU, keep_codes=1500,
+    )  # fmt: skip
+    assert fitted.history[-1].codes.shape == (70, 2)

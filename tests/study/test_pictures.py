@@ -125,3 +125,30 @@ def test_a_handful_of_codes_still_gets_two_axes(tmp_path, n, width):
         xy.numpy(), np.arange(n), [str(i) for i in range(10)], "t", tmp_path / "l.png"
     )
     assert rgb(tmp_path / "l.png").shape == (pictures.HEIGHT, pictures.WIDTH, 3)
+
+
+def test_a_trials_scatter_takes_its_codes_from_the_last_validation_pass(
+    tmp_path, small, monkeypatch
+):
+    """No second pass over the 1,500 images: the codes the last evaluation computed, the
+    same as encoding them again."""
+    from objectives import OBJECTIVES
+
+    from .helpers import Harness, artifacts, load
+
+    given = []
+    scatter = pictures.latent_scatter
+
+    def spy(model, images, labels, path, **kw):
+        codes = kw["codes"]
+        with torch.inference_mode():
+            again = model.encode(images[: len(codes)].float().div(255)).flatten(1)
+        given.append((len(codes), torch.allclose(codes, again, atol=1e-5)))
+        return scatter(model, images, labels, path, **kw)
+
+    monkeypatch.setattr(pictures, "latent_scatter", spy)
+    h = Harness(tmp_path, small, objective="classifier")
+    assert h.run(OBJECTIVES["classifier"]).state == "COMPLETE"
+    assert given == [(len(small[1]), True)]
+    _, client, _, (run,) = load(tmp_path)
+    assert "pictures/latent.png" in artifacts(client, run.info.run_id, "pictures")
