@@ -1,6 +1,7 @@
 """Benchmarks 2-5: whole studies through the real CLI (``study.run``/``export``/``train``).
 
-2. tracking overhead: full MLflow tracking + SQLite storage vs tracking off + in-memory storage
+2. tracking overhead: full MLflow tracking + SQLite storage vs tracking off + in-memory storage;
+   ``records``: a finished trial's records written inline against beside training
 3. pruning: the default pruner vs none, same seeded study
 4. the default study: ``--trials 100`` with defaults, then export + retrain + test
 5. the budget of Optuna's PyTorch example (~97 s here): best test accuracy reached
@@ -289,8 +290,44 @@ def same_budget(args) -> None:
         print(f"| {seed} | {n} ({c} / {pr}) | {wall:.0f} | {label} | {ckpt:.4f} |", flush=True)
 
 
+def records_placement(args) -> None:
+    """``--records inline`` against ``background``: the same tracked study (SQLite stores),
+    each run a fresh ``study.run`` process as a user's (it pays the imports), the two
+    alternating, the order swapped each repetition. Median loop time, and the seconds per
+    activity summed over trials (median over runs): what each leaves on the training path
+    (storage, tracking, wait) and whether writing beside training slows it (train, eval)."""
+    import subprocess
+    import sys
+
+    study = ["--trials", str(args.trials), "--study-name", "bench-records", "--no-report"]
+    modes = ("inline", "background")
+    loops, spent = {m: [] for m in modes}, {m: [] for m in modes}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.reps):
+            for mode in modes if rep % 2 == 0 else modes[::-1]:
+                d = Path(tmp) / f"{mode}{rep}"
+                d.mkdir()
+                argv = [sys.executable, "-m", "study.run", *study, *_stores(d), "--records", mode]
+                out = subprocess.run(argv, capture_output=True, text=True, cwd=d, check=True)
+                loops[mode].append(float(re.search(r"([\d.]+)s this session", out.stdout)[1]))
+                spent[mode].append(_breakdown(d, "bench-records"))
+                print(f"  {mode} rep {rep}: {loops[mode][-1]:.1f}s", flush=True)
+    n = args.trials
+    print(f"\nBenchmark 2, where records are written: {n} trials, {args.reps} runs each")
+    print("| --records | loop (s), each run | median (s) | on the training path per trial "
+          "(storage + tracking + wait) | " + " | ".join(ACTIVITIES) + " |")  # fmt: skip
+    print("|---|---|---|---|" + "---|" * len(ACTIVITIES))
+    for mode in modes:
+        med = {k: statistics.median(s[k] for s in spent[mode]) for k in ACTIVITIES}
+        path = sum(med[k] for k in ("storage", "tracking", "wait")) / n * 1000
+        runs = ", ".join(f"{t:.1f}" for t in loops[mode])
+        print(f"| {mode} | {runs} | {statistics.median(loops[mode]):.1f} | {path:.0f} ms | "
+              + " | ".join(f"{med[k]:.2f}" for k in ACTIVITIES) + " |")  # fmt: skip
+
+
 BENCHES = {
     "tracking": tracking_overhead,
+    "records": records_placement,
     "pruning": pruning,
     "default": default_study,
     "budget": same_budget,
@@ -313,7 +350,7 @@ def main(argv=None) -> int:
         "--records", default="auto", help="tracking: study.run's --records for both variants"
     )
     args = p.parse_args(argv)
-    defaults = {"tracking": 10, "pruning": 30, "default": 100, "budget": None}
+    defaults = {"tracking": 10, "records": 12, "pruning": 30, "default": 100, "budget": None}
     for name in args.which:
         ns = argparse.Namespace(**vars(args))
         ns.trials = args.trials or defaults[name]

@@ -4,9 +4,9 @@
 On the training path: ``ask`` (waiting for the study lock, then the sampler: drawing each
 parameter, which also writes it), ``train``, ``eval`` (the validation pass of every epoch),
 ``storage`` (Optuna calls while the trial runs: reports, pruning, attributes; not the final
-tell, which comes after), ``tracking`` (MLflow writes while it trains: the run, each epoch's
-metrics and resume snapshot) and ``wait`` (at its first epoch, for the last trial's records
-to be written).
+tell, which comes after), ``tracking`` (MLflow writes while it trains: the run, its params,
+the epochs' metrics with each resume snapshot, every ``--snapshot-every`` seconds) and
+``wait`` (at its first epoch, for the last trial's records to be written).
 Off it: ``records``, the finished trial's checkpoint, logged model and pictures, written
 while the worker's next trial trains; ``pictures`` is the part of ``records`` spent
 drawing.
