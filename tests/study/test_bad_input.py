@@ -53,6 +53,8 @@ def _assert_refused(main, argv, path, capsys, *needles):
         (["--pruner", "wise"], ["--pruner", "'wise'"]),
         (["--device", "tpu"], ["'tpu'", "auto, cpu"]),
         (["--timeout", "-1"], ["--timeout", "'-1'"]),
+        (["--snapshot-every", "-5"], ["--snapshot-every", "'-5'", ">= 0"]),
+        (["--snapshot-every", "nan"], ["--snapshot-every", "'nan'"]),
         (["--enqueue-seeds", "s9-gan"], ["--enqueue-seeds", "'s9-gan'", "s0-latent-classifier"]),
         (
             ["--objective", "vae", "--study-name", "v", "--enqueue-seeds", "s2-mlp-ae-3d"],
