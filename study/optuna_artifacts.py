@@ -62,12 +62,12 @@ class DashboardRecords:
         self.store, self.tracking, self.experiment_id = store, tracking, experiment_id
 
     def note(self, trial, run_id: str) -> None:
-        try:
-            import optuna_dashboard
-        except ImportError:  # the optional [ui] extra: no dashboard, no note
-            return
+        """The trial's note: a link to its MLflow run (written with or without the optional
+        ``[ui]`` extra installed, so a dashboard installed later shows it)."""
+        from .optuna_internals import save_dashboard_note
+
         url = run_url(self.tracking, self.experiment_id, run_id)
-        optuna_dashboard.save_note(
+        save_dashboard_note(
             trial, f"MLflow run [trial-{trial.number}]({url}): parameters, curves, checkpoint."
         )
 

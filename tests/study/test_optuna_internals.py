@@ -4,6 +4,7 @@ behave as used: an Optuna upgrade that renames one fails here, loudly, not in a 
 import time
 
 import optuna
+import pytest
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
@@ -74,3 +75,19 @@ def test_the_harness_reads_finished_trials_once_and_unfinished_ones_each_time(tm
     assert fetched == [4]  # only the new trial came from the database
     study.get_trials()
     assert fetched == [4]  # and nothing again: every trial is finished
+
+
+@pytest.mark.parametrize("length", [80, 2045, 5000], ids=["short", "one chunk", "three chunks"])
+def test_a_trials_note_reads_back_in_the_installed_optuna_dashboard(tmp_path, length):
+    """The note is written in optuna-dashboard's own format without importing it: its
+    reader, and a user editing the note in it afterwards, see the same note."""
+    import optuna_dashboard
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/optuna.db")
+    first, trial = study.ask(), study.ask()
+    body = ("MLflow run [trial-1](http://127.0.0.1:5000/#/experiments/1/runs/ab) " * 80)[:length]
+    internals.save_dashboard_note(trial, body)
+    assert optuna_dashboard.get_note(trial) == body
+    assert optuna_dashboard.get_note(first) == ""  # another trial's note is its own
+    optuna_dashboard.save_note(trial, "edited in the dashboard")
+    assert optuna_dashboard.get_note(trial) == "edited in the dashboard"
