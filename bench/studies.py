@@ -1,7 +1,8 @@
 """Benchmarks 2-5: whole studies through the real CLI (``study.run``/``export``/``train``).
 
 2. tracking overhead: full MLflow tracking + SQLite storage vs tracking off + in-memory storage;
-   ``records``: a finished trial's records written inline against beside training
+   ``records``: a finished trial's records written inline against beside training;
+   ``steady``: each trial's bookkeeping on the training path once a study runs
 3. pruning: the default pruner vs none, same seeded study
 4. the default study: ``--trials 100`` with defaults, then export + retrain + test
 5. the budget of Optuna's PyTorch example (~97 s here): best test accuracy reached
@@ -325,9 +326,45 @@ def records_placement(args) -> None:
               + " | ".join(f"{med[k]:.2f}" for k in ACTIVITIES) + " |")  # fmt: skip
 
 
+def steady_state(args) -> None:
+    """What a tracked study leaves on each trial's training path once it runs: a fresh
+    ``study.run`` process (SQLite stores), then the sum of ``storage``, ``tracking`` and
+    ``wait`` in each trial's ``time`` attribute, from the fifth trial on (the first ones pay
+    the session's imports), by how the trial ended."""
+    import subprocess
+    import sys
+
+    from study.timing import TIME_ATTR
+
+    name = "bench-steady"
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [sys.executable, "-m", "study.run", "--trials", str(args.trials), "--no-report",
+                "--study-name", name, *_stores(Path(tmp))]  # fmt: skip
+        subprocess.run(argv, capture_output=True, text=True, cwd=tmp, check=True)
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp}/optuna.db")
+        trials = [t for t in study.trials[4:] if t.state.name in ("COMPLETE", "PRUNED")]
+    groups = {"all": trials}
+    for state in ("COMPLETE", "PRUNED"):
+        groups[state.lower()] = [t for t in trials if t.state.name == state]
+    print(f"\nBenchmark 2, steady state: trials 4-{args.trials - 1} of a {args.trials}-trial study")
+    print("| trials | n | on the training path, median (ms) | range (ms) | trial, median (s) |")
+    print("|---|---|---|---|---|")
+    for label, group in groups.items():
+        if not group:
+            continue
+        spent = [t.user_attrs.get(TIME_ATTR, {}) for t in group]
+        path = sorted(
+            1000 * sum(s.get(k, 0.0) for k in ("storage", "tracking", "wait")) for s in spent
+        )
+        total = statistics.median(sum(s.values()) for s in spent)
+        print(f"| {label} | {len(group)} | {statistics.median(path):.0f} | "
+              f"{path[0]:.0f}-{path[-1]:.0f} | {total:.2f} |")  # fmt: skip
+
+
 BENCHES = {
     "tracking": tracking_overhead,
     "records": records_placement,
+    "steady": steady_state,
     "pruning": pruning,
     "default": default_study,
     "budget": same_budget,
@@ -350,7 +387,8 @@ def main(argv=None) -> int:
         "--records", default="auto", help="tracking: study.run's --records for both variants"
     )
     args = p.parse_args(argv)
-    defaults = {"tracking": 10, "records": 12, "pruning": 30, "default": 100, "budget": None}
+    defaults = {"tracking": 10, "records": 12, "steady": 24, "pruning": 30, "default": 100}
+    defaults["budget"] = None
     for name in args.which:
         ns = argparse.Namespace(**vars(args))
         ns.trials = args.trials or defaults[name]
