@@ -30,6 +30,9 @@ TIMED = {  # (module, owner, attribute): label
     ("study.tracking", "TrialRun", "start"): "the run's params (and the note)",
     ("study.tracking", "StudyTracker", "start_trial"): "creating the trial's run",
     ("study.tracking", "TrialRun", "close"): "closing the run (all records)",
+    ("study.trial", "_Life", "record"): "recording a finished trial (closing the run, tell)",
+    ("study.trial", "_Life", "guard"): "the takeover check (re-reading the running trial)",
+    ("optuna.study.study", "Study", "tell"): "Optuna's tell",
 }
 
 
