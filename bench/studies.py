@@ -17,6 +17,8 @@ import io
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +27,9 @@ import optuna
 
 from objectives import BASELINE_ATTR
 from study import export, run, train
-from study.timing import ACTIVITIES
+from study.timing import ACTIVITIES, TIME_ATTR
+
+ON_PATH = ("storage", "tracking", "wait")  # a trial's bookkeeping on the training path
 
 
 def _run(argv: list[str]) -> tuple[int, str, float]:
@@ -55,6 +59,13 @@ def _outcomes(text: str) -> list[tuple[str, str, str]]:
     """(trial, state, value) of every trial line ``study.run`` printed, by trial number."""
     found = re.findall(r"^trial +(\d+) +(\w+) +(\S+=\S+)", text, re.MULTILINE)
     return sorted(found, key=lambda row: int(row[0]))
+
+
+def _fresh_run(path: Path, study_args: list[str]) -> str:
+    """``study.run`` in a process of its own (it pays the imports, as a user's does) with
+    SQLite stores in ``path``; what it printed."""
+    argv = [sys.executable, "-m", "study.run", *study_args, *_stores(path)]
+    return subprocess.run(argv, capture_output=True, text=True, cwd=path, check=True).stdout
 
 
 def _breakdown(path: Path, name: str) -> dict[str, float]:
@@ -297,9 +308,6 @@ def records_placement(args) -> None:
     alternating, the order swapped each repetition. Median loop time, and the seconds per
     activity summed over trials (median over runs): what each leaves on the training path
     (storage, tracking, wait) and whether writing beside training slows it (train, eval)."""
-    import subprocess
-    import sys
-
     study = ["--trials", str(args.trials), "--study-name", "bench-records", "--no-report"]
     modes = ("inline", "background")
     loops, spent = {m: [] for m in modes}, {m: [] for m in modes}
@@ -308,9 +316,8 @@ def records_placement(args) -> None:
             for mode in modes if rep % 2 == 0 else modes[::-1]:
                 d = Path(tmp) / f"{mode}{rep}"
                 d.mkdir()
-                argv = [sys.executable, "-m", "study.run", *study, *_stores(d), "--records", mode]
-                out = subprocess.run(argv, capture_output=True, text=True, cwd=d, check=True)
-                loops[mode].append(float(re.search(r"([\d.]+)s this session", out.stdout)[1]))
+                out = _fresh_run(d, [*study, "--records", mode])
+                loops[mode].append(float(re.search(r"([\d.]+)s this session", out)[1]))
                 spent[mode].append(_breakdown(d, "bench-records"))
                 print(f"  {mode} rep {rep}: {loops[mode][-1]:.1f}s", flush=True)
     n = args.trials
@@ -320,7 +327,7 @@ def records_placement(args) -> None:
     print("|---|---|---|---|" + "---|" * len(ACTIVITIES))
     for mode in modes:
         med = {k: statistics.median(s[k] for s in spent[mode]) for k in ACTIVITIES}
-        path = sum(med[k] for k in ("storage", "tracking", "wait")) / n * 1000
+        path = sum(med[k] for k in ON_PATH) / n * 1000
         runs = ", ".join(f"{t:.1f}" for t in loops[mode])
         print(f"| {mode} | {runs} | {statistics.median(loops[mode]):.1f} | {path:.0f} ms | "
               + " | ".join(f"{med[k]:.2f}" for k in ACTIVITIES) + " |")  # fmt: skip
@@ -331,16 +338,9 @@ def steady_state(args) -> None:
     ``study.run`` process (SQLite stores), then the sum of ``storage``, ``tracking`` and
     ``wait`` in each trial's ``time`` attribute, from the fifth trial on (the first ones pay
     the session's imports), by how the trial ended."""
-    import subprocess
-    import sys
-
-    from study.timing import TIME_ATTR
-
     name = "bench-steady"
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [sys.executable, "-m", "study.run", "--trials", str(args.trials), "--no-report",
-                "--study-name", name, *_stores(Path(tmp))]  # fmt: skip
-        subprocess.run(argv, capture_output=True, text=True, cwd=tmp, check=True)
+        _fresh_run(Path(tmp), ["--trials", str(args.trials), "--no-report", "--study-name", name])
         study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp}/optuna.db")
         trials = [t for t in study.trials[4:] if t.state.name in ("COMPLETE", "PRUNED")]
     groups = {"all": trials}
@@ -353,9 +353,7 @@ def steady_state(args) -> None:
         if not group:
             continue
         spent = [t.user_attrs.get(TIME_ATTR, {}) for t in group]
-        path = sorted(
-            1000 * sum(s.get(k, 0.0) for k in ("storage", "tracking", "wait")) for s in spent
-        )
+        path = sorted(1000 * sum(s.get(k, 0.0) for k in ON_PATH) for s in spent)
         total = statistics.median(sum(s.values()) for s in spent)
         print(f"| {label} | {len(group)} | {statistics.median(path):.0f} | "
               f"{path[0]:.0f}-{path[-1]:.0f} | {total:.2f} |")  # fmt: skip
@@ -387,8 +385,8 @@ def main(argv=None) -> int:
         "--records", default="auto", help="tracking: study.run's --records for both variants"
     )
     args = p.parse_args(argv)
-    defaults = {"tracking": 10, "records": 12, "steady": 24, "pruning": 30, "default": 100}
-    defaults["budget"] = None
+    defaults = {"tracking": 10, "records": 12, "steady": 24, "pruning": 30, "default": 100,
+                "budget": None}  # fmt: skip
     for name in args.which:
         ns = argparse.Namespace(**vars(args))
         ns.trials = args.trials or defaults[name]

@@ -233,7 +233,7 @@ class TrialRun:
         self.client = client
         self.snapshot_every = snapshot_every
         self.pending: list = []  # epoch metrics not written yet
-        self.written = time.monotonic()  # the last write of epochs (or the run's start)
+        self.written = time.monotonic()  # the last write of epochs (or the run's creation)
         self.experiment_id = experiment_id
         self.dashboard = dashboard
         self.trial = None
@@ -263,7 +263,6 @@ class TrialRun:
             if self.dashboard is not None:
                 self.dashboard.note(trial, self.run_id)
         self.client.log_batch(self.run_id, params=as_params(params), metrics=as_metrics(metrics, 0))
-        self.written = time.monotonic()
 
     def epoch(self, result: EpochResult) -> None:
         self.model, self.codes = result.model, result.codes
