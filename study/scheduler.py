@@ -78,10 +78,16 @@ def queue_retry(study: optuna.Study, failed: FrozenTrial) -> bool:
     return True
 
 
-def fail_silent_trials(study: optuna.Study, grace: int) -> None:
+def first_attempt(trial: FrozenTrial) -> int:
+    """The number of the first attempt at this trial's parameters (itself if none before)."""
+    return (retry_history(trial) or [trial.number])[0]
+
+
+def fail_silent_trials(study: optuna.Study, grace: int) -> list[int]:
     """Fail RUNNING trials without a heartbeat for ``grace`` seconds, saying so on each,
-    and queue their parameters again."""
+    and queue their parameters again; the first attempts' numbers of those queued."""
     storage = internals.storage_of(study)
+    queued = []
     for trial_id in internals.stale_trial_ids(study):
         trial = storage.get_trial(trial_id)
         who = trial.user_attrs.get("worker", "an unknown worker")
@@ -91,16 +97,18 @@ def fail_silent_trials(study: optuna.Study, grace: int) -> None:
                 trial_id, "fail_reason", f"no heartbeat from {who} for {grace} s"
             )
             if storage.set_trial_state_values(trial_id, TrialState.FAIL):
-                queue_retry(study, storage.get_trial(trial_id))
+                failed = storage.get_trial(trial_id)
+                if queue_retry(study, failed):
+                    queued.append(first_attempt(failed))
+    return queued
 
 
 def recover(study: optuna.Study, grace: int, *, settled: bool = True) -> list[int]:
     """Fail silent trials and queue retries of them and of interrupted ones; the numbers
     of the trials queued again. ``settled=False`` (this worker's database was away within
-    the grace period) leaves silent trials be: their workers were cut off too."""
-    before = {t.number for t in study.get_trials(deepcopy=False)}
-    if settled:
-        fail_silent_trials(study, grace)
+    the grace period) leaves silent trials be: their workers were cut off too. The caller
+    holds the study lock, so no other worker queues retries meanwhile."""
+    queued = fail_silent_trials(study, grace) if settled else []
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in retry_history(t)}
     for t in trials:
@@ -109,13 +117,10 @@ def recover(study: optuna.Study, grace: int, *, settled: bool = True) -> list[in
             and t.user_attrs.get("interrupted")
             and t.number not in retried
             and "spec" in t.user_attrs
+            and queue_retry(study, t)
         ):
-            queue_retry(study, t)
-    return sorted(
-        t.system_attrs["failed_trial"]
-        for t in study.get_trials(deepcopy=False)
-        if t.number not in before and "failed_trial" in t.system_attrs
-    )
+            queued.append(first_attempt(t))
+    return sorted(queued)
 
 
 class Heartbeat:

@@ -49,7 +49,9 @@ class SeedAwareTPE(TPESampler):
         )
 
     def _seen(self, study):
-        trials = study.get_trials(deepcopy=False)
+        # Optuna's own per-ask snapshot of the trials (what TPE's start-up count reads too):
+        # re-reading them for each parameter cost ~6 ms a read, ~80 ms a trial.
+        trials = study._get_trials(deepcopy=False, use_cache=True)
         # Seeds with parameters are observations but not random trials; those without are
         # not seen at all (the view leaves them out).
         seeds = sum(is_seed(t) and not hidden(t) and t.state.is_finished() for t in trials)
