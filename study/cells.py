@@ -137,8 +137,13 @@ def experiment_argv(settings: RunSettings) -> list[str]:
     argv = ["--objective", settings.objective, "--dataset", settings.dataset]
     argv += ["--study-name", settings.name, "--storage", settings.storage.url]
     argv += ["--tracking-uri", settings.tracking.url, "--trials", str(settings.trials)]
-    argv += ["--epochs", str(settings.epochs), "--limit-train", str(settings.limit_train)]
-    argv += ["--limit-val", str(settings.limit_val), "--device", settings.device]
+    argv += ["--epochs", str(settings.epochs), "--device", settings.device]
+    for option, limit in (
+        ("--limit-train", settings.limit_train),
+        ("--limit-val", settings.limit_val),
+    ):
+        if limit is not None:  # None: the study's own (each worker finds them there)
+            argv += [option, str(limit)]
     argv += ["--pruner", "none", "--no-report", "--workers", str(settings.workers)]
     argv += ["--outage-wait", str(settings.outage_wait), "--heartbeat", str(settings.heartbeat)]
     if settings.data_dir:

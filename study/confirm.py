@@ -22,8 +22,7 @@ from .cli import Parser, entry, non_negative_int, positive_int
 from .errors import UsageError
 from .report_tables import md_table
 from .scheduler import countable, maximizing, primary
-from .settings import RunSettings, StudyRef, from_namespace
-from .trial import DATA_ATTR
+from .settings import DATA_ATTR, LIMIT_TRAIN, LIMIT_VAL, RunSettings, StudyRef, from_namespace
 
 SUFFIX = "confirm"
 FIRST_SEED = 1000  # away from the trials' own seeds (--seed + trial number)
@@ -83,14 +82,13 @@ def plan(ns, source) -> tuple[RunSettings, list[cells.Cell], dict[str, Any]]:
     ref = StudyRef(ns.objective, ns.dataset, ns.study_name, ns.storage, ns.tracking)
     epochs = max(TrialSpec.from_dict(t.user_attrs["spec"]).train.epochs for t in trials)
     seen = trials[0].user_attrs.get(DATA_ATTR, {})  # the images the best trial saw
-    default = RunSettings()
     settings = from_namespace(
         RunSettings,
         ns,
         limit_train=ns.limit_train
         if ns.limit_train is not None
-        else seen.get("train", default.limit_train),
-        limit_val=ns.limit_val if ns.limit_val is not None else seen.get("val", default.limit_val),
+        else seen.get("train", LIMIT_TRAIN),
+        limit_val=ns.limit_val if ns.limit_val is not None else seen.get("val", LIMIT_VAL),
         objective=source.user_attrs.get("objective", ns.objective),
         dataset=source.user_attrs.get("dataset", ns.dataset),
         study_name=f"{ref.name}-{SUFFIX}",

@@ -68,6 +68,15 @@ class Dataset:
     digest: str = ""
     location: str = ""
 
+    def for_trials(self, limit_train: int, limit_val: int, device) -> Dataset:
+        """What every trial sees: the first ``limit_train`` training and ``limit_val``
+        validation images (0: all), on ``device``; the test split stays as it is."""
+        return Dataset(
+            self.name, self.train.head(limit_train or None).to(device),
+            self.val.head(limit_val or None).to(device), self.test,
+            self.source, self.digest, self.location,
+        )  # fmt: skip
+
     def to(self, device) -> Dataset:
         return Dataset(
             self.name, self.train.to(device), self.val.to(device), self.test.to(device),

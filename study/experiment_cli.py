@@ -14,28 +14,31 @@ from .cli import (
     non_negative_int,
     positive_int,
 )
-from .settings import RunSettings, StudyRef
+from .settings import LIMIT_TRAIN, LIMIT_VAL, RunSettings, StudyRef
 from .stores import DEFAULT_STORAGE, check_storage, check_tracking
 
 
 def add_options(p: argparse.ArgumentParser, *, limits_from_trials: bool = False) -> None:
     """The study options, the data limits, device, workers and heartbeat.
-    ``limits_from_trials``: the limits default to what the trials saw (``None`` here)."""
+    ``limits_from_trials``: the limits default to what the trials saw; otherwise to the
+    experiment's own when it is resumed (``None`` here either way)."""
     d = RunSettings()
     add_study_options(p, storage_default=DEFAULT_STORAGE)
-    default = "as the trials" if limits_from_trials else "%(default)s"
-    p.add_argument(
-        "--limit-train",
-        type=non_negative_int,
-        default=None if limits_from_trials else d.limit_train,
-        help=f"training images per run (0 = all) (default: {default})",
-    )
-    p.add_argument(
-        "--limit-val",
-        type=non_negative_int,
-        default=None if limits_from_trials else d.limit_val,
-        help=f"validation images per run (0 = all) (default: {default})",
-    )
+    for option, what, n in (
+        ("--limit-train", "training", LIMIT_TRAIN),
+        ("--limit-val", "validation", LIMIT_VAL),
+    ):
+        default = (
+            "as the trials"
+            if limits_from_trials
+            else f"the experiment's own when resumed, else {n}"
+        )
+        p.add_argument(
+            option,
+            type=non_negative_int,
+            default=None,
+            help=f"{what} images per run (0 = all) (default: {default})",
+        )
     add_device_option(p)
     add_data_dir_option(p)
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes")

@@ -29,7 +29,7 @@ from .cli import (
 from .outage import EXIT_OUTAGE, OutageError
 from .scheduler import Tally, best_trial, counts, finished, work
 from .search import PRUNERS, SAMPLERS
-from .settings import RunSettings, from_namespace, seed_choice
+from .settings import LIMIT_TRAIN, LIMIT_VAL, RunSettings, from_namespace, seed_choice
 from .stores import DEFAULT_STORAGE, check_storage, check_tracking
 from .warm import add_start_options
 
@@ -96,16 +96,16 @@ def add_budget_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
     p.add_argument(
         "--limit-train",
         type=non_negative_int,
-        default=d.limit_train,
-        help="train each trial on the first N of the 50,000 training images; "
-        "0 = all (default: %(default)s)",
+        default=None,
+        help="train each trial on the first N of the 50,000 training images; 0 = all "
+        f"(default: a resumed study's own, a new study {LIMIT_TRAIN})",
     )
     p.add_argument(
         "--limit-val",
         type=non_negative_int,
-        default=d.limit_val,
-        help="score each trial on the first N of the 10,000 validation images; "
-        "0 = all (default: %(default)s)",
+        default=None,
+        help="score each trial on the first N of the 10,000 validation images; 0 = all "
+        f"(default: a resumed study's own, a new study {LIMIT_VAL})",
     )
     p.add_argument(
         "--sampler",
@@ -221,22 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     return run_study(settings_from_argv(argv), argv=argv)
 
 
-def load_data(settings: RunSettings, device):
-    """The data set's train and validation splits, cut to the limits, on ``device``."""
-    from . import data as data_mod
-
-    dataset = data_mod.load(settings.dataset, settings.data_dir)
-    return data_mod.Dataset(
-        dataset.name,
-        dataset.train.head(settings.limit_train or None).to(device),
-        dataset.val.head(settings.limit_val or None).to(device),
-        dataset.test,
-        dataset.source,
-        dataset.digest,
-        dataset.location,
-    )
-
-
 def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
     """Run (or resume) the study ``settings`` describes; the process's exit code.
 
@@ -247,6 +231,7 @@ def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
     from models import flush_denormals, resolve_device
     from objectives import OBJECTIVES
 
+    from . import data as data_mod
     from .session import open_session
     from .warm import check_configs
 
@@ -257,10 +242,11 @@ def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
     device = resolve_device(settings.device)
     check_storage(settings.storage)
     check_tracking(settings.tracking)
-    data = load_data(settings, device)
+    dataset = data_mod.load(settings.dataset, settings.data_dir)
     objective = OBJECTIVES[settings.objective]
     configs = check_configs(settings.enqueue_configs, objective, settings.epochs)
-    session = open_session(settings, objective, data, device, configs=configs)
+    session = open_session(settings, objective, dataset, device, configs=configs)
+    settings, data = session.settings, session.data  # the images per trial filled in
     if not settings.is_worker:
         print("\n".join(console.header(session, data, device)))
         if settings.pareto:

@@ -3,7 +3,9 @@ another objective or data set, attach its MLflow parent run, enqueue the seed sy
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -18,7 +20,7 @@ from .resilient import ResilientStorage
 from .scheduler import counts
 from .search import make_pruner, make_sampler
 from .secrets import secrets_in
-from .settings import RunSettings, StudyRef, record
+from .settings import DATA_ATTR, LIMIT_TRAIN, LIMIT_VAL, RunSettings, StudyRef, record
 from .stores import SERVER_SCHEMES, StudyLock, open_storage
 from .tracking import StudyTracker
 from .warm import enqueue_configs, other_study, warm_start
@@ -40,6 +42,7 @@ class Session:
     warm: tuple[int, int] | None = None  # (copied, outside the space) by --warm-start
     baseline: bool = False  # this session enqueued the objective's baseline
     storage_outage: Outage | None = None
+    data: Any = None  # what every trial sees (``Dataset.for_trials``)
 
     @property
     def finished_before(self) -> int:
@@ -111,6 +114,47 @@ def check_identity(study: optuna.Study, settings: RunSettings, objective: Object
         )
 
 
+def images_seen(study: optuna.Study) -> dict[str, int] | None:
+    """The images per trial a study's trials saw, {"train": n, "val": n}: the study's own
+    record, or (a study from before it was kept) its latest trial's; None if neither."""
+    if DATA_ATTR in study.user_attrs:
+        return study.user_attrs[DATA_ATTR]
+    for t in reversed(study.get_trials(deepcopy=False)):
+        if DATA_ATTR in t.user_attrs:
+            return t.user_attrs[DATA_ATTR]
+    return None
+
+
+def with_limits(settings: RunSettings, study: optuna.Study | None, dataset) -> RunSettings:
+    """``settings`` with the images per trial filled in: a limit not given is the resumed
+    study's own (a new study's ``LIMIT_TRAIN`` / ``LIMIT_VAL``); one given that differs from
+    the study's is refused, as its new trials would not compare with the earlier ones."""
+    seen = images_seen(study) if study is not None else None
+    limits = {}
+    for key, split, default in (
+        ("limit_train", "train", LIMIT_TRAIN),
+        ("limit_val", "val", LIMIT_VAL),
+    ):
+        given, full = getattr(settings, key), len(getattr(dataset, split))
+        if seen is None or split not in seen:
+            limits[key] = default if given is None else given
+        elif given is None:
+            limits[key] = 0 if seen[split] >= full else seen[split]
+        elif min(given or full, full) == seen[split]:
+            limits[key] = given
+        else:
+            option = f"--{key.replace('_', '-')}"
+            what = "trains each trial on" if split == "train" else "scores each trial on"
+            kind = "training" if split == "train" else "validation"
+            raise UsageError(
+                f"study {settings.name!r} {what} {seen[split]:,} {kind} images, "
+                f"not {min(given or full, full):,} ({option} {given}): its trials would not "
+                f"compare; leave out {option} to resume it with its own, or pick another "
+                "--study-name"
+            )
+    return dataclasses.replace(settings, **limits)
+
+
 def warn_if_other_data(study: optuna.Study, data) -> None:
     """A study whose earlier trials saw other files than these (older harness versions
     accepted any IDX files) says so; its trials are then not comparable."""
@@ -157,10 +201,12 @@ def enqueue_seeds(study: optuna.Study, names: tuple[str, ...], objective, max_ep
 
 
 def open_session(
-    settings: RunSettings, objective: Objective, data, device, *, configs=()
+    settings: RunSettings, objective: Objective, dataset, device, *, configs=()
 ) -> Session:
     """Create or resume the study; every store is locked before it is opened (two processes
-    creating the same fresh schema would race, on SQLite and PostgreSQL alike)."""
+    creating the same fresh schema would race, on SQLite and PostgreSQL alike). The session's
+    ``settings`` have the images per trial filled in, and ``data`` is ``dataset`` cut to
+    them."""
     storage_outage = Outage(
         f"the Optuna storage {settings.storage.redacted}",
         settings.outage_wait,
@@ -175,8 +221,10 @@ def open_session(
         study = load_existing(settings, storage)
         if study is not None:
             check_identity(study, settings, objective)
-            warn_if_other_data(study, data)
+            warn_if_other_data(study, dataset)
             warn_if_other_estimator(study, settings)
+        settings = with_limits(settings, study, dataset)
+        data = dataset.for_trials(settings.limit_train, settings.limit_val, device)
         before = counts(study) if study is not None else {}
         existing = study is not None
         other = (
@@ -185,13 +233,15 @@ def open_session(
             else None
         )
         study = create_or_load(settings, objective, storage, offset=sum(before.values()))
+        if DATA_ATTR not in study.user_attrs:  # what every later session resumes with
+            study.set_user_attr(DATA_ATTR, {"train": len(data.train), "val": len(data.val)})
         if not existing:  # what only a study started by this version can vouch for
             study.set_user_attr("data_digest", data.digest)
             if settings.objective == "vae":
                 study.set_user_attr("nelbo_estimator", NELBO_ESTIMATOR)
         tracker = make_tracker(settings, study, data, device)
         session = Session(settings, objective, study, lock, tracker, existing, before)
-        session.storage_outage = storage_outage
+        session.storage_outage, session.data = storage_outage, data
         if not settings.is_worker:
             prepare_trials(session, configs, other)
     return session

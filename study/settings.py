@@ -57,14 +57,21 @@ class StudyRef:
         return self.study_name or f"{self.objective}-{self.dataset}"
 
 
+LIMIT_TRAIN = 10_000  # a new study's training images per trial (of 50,000)
+LIMIT_VAL = 2_500  # and validation images (of 10,000)
+DATA_ATTR = "images"  # {"train": n, "val": n}: on the study and on each trial
+
+
 @dataclass(frozen=True)
 class RunSettings(StudyRef):
     """Everything ``python -m study.run`` does (see its ``--help`` for each field)."""
 
     trials: int = 100
     epochs: int = 8
-    limit_train: int = 10_000
-    limit_val: int = 2_500
+    # Images per trial; None: the study's own when it is resumed (what its trials saw), a
+    # new study's LIMIT_TRAIN / LIMIT_VAL. ``session.open_session`` fills them in.
+    limit_train: int | None = None
+    limit_val: int | None = None
     sampler: str = "tpe"
     pruner: str = "successive-halving"
     seed: int = 0

@@ -30,7 +30,7 @@ from .reporter import TrialReporter, run_context, worker_name
 from .scheduler import Heartbeat, retry_history
 from .search import is_seed
 from .secrets import scrub, secrets_in
-from .settings import RunSettings
+from .settings import DATA_ATTR, RunSettings
 from .timing import TIME_ATTR, Breakdown, TimedTrial
 from .writer import RecordWriter
 
@@ -39,7 +39,6 @@ TAKEN_OVER = "TAKEN_OVER"
 # took it over. Taking over waits --heartbeat-grace seconds of silence, and tell() checks
 # again at the end, so a second later changes nothing but ~2 ms of SQLite per epoch.
 GUARD_EVERY = 1.0
-DATA_ATTR = "images"
 STATES = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED, "FAIL": TrialState.FAIL}
 
 
