@@ -57,7 +57,7 @@ class StudyRef:
         return self.study_name or f"{self.objective}-{self.dataset}"
 
 
-LIMIT_TRAIN = 10_000  # a new study's training images per trial (of 50,000)
+LIMIT_TRAIN = 3_840  # a new study's training images per trial (of 50,000): benchmark 10
 LIMIT_VAL = 2_500  # and validation images (of 10,000)
 DATA_ATTR = "images"  # {"train": n, "val": n}: on the study and on each trial
 
