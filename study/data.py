@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -71,17 +71,17 @@ class Dataset:
     def for_trials(self, limit_train: int, limit_val: int, device) -> Dataset:
         """What every trial sees: the first ``limit_train`` training and ``limit_val``
         validation images (0: all), on ``device``; the test split stays as it is."""
-        return Dataset(
-            self.name, self.train.head(limit_train or None).to(device),
-            self.val.head(limit_val or None).to(device), self.test,
-            self.source, self.digest, self.location,
-        )  # fmt: skip
+        train, val = self.train.head(limit_train or None), self.val.head(limit_val or None)
+        return replace(self, train=train.to(device), val=val.to(device))
+
+    def images(self) -> dict[str, int]:
+        """Its training and validation images, as a study and its trials record them."""
+        return {"train": len(self.train), "val": len(self.val)}
 
     def to(self, device) -> Dataset:
-        return Dataset(
-            self.name, self.train.to(device), self.val.to(device), self.test.to(device),
-            self.source, self.digest, self.location,
-        )  # fmt: skip
+        return replace(
+            self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device)
+        )
 
 
 def cache_root() -> Path:

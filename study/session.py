@@ -131,26 +131,23 @@ def with_limits(settings: RunSettings, study: optuna.Study | None, dataset) -> R
     the study's is refused, as its new trials would not compare with the earlier ones."""
     seen = images_seen(study) if study is not None else None
     limits = {}
-    for key, split, default in (
-        ("limit_train", "train", LIMIT_TRAIN),
-        ("limit_val", "val", LIMIT_VAL),
+    for key, split, default, does in (
+        ("limit_train", "train", LIMIT_TRAIN, "trains each trial on {:,} training"),
+        ("limit_val", "val", LIMIT_VAL, "scores each trial on {:,} validation"),
     ):
         given, full = getattr(settings, key), len(getattr(dataset, split))
         if seen is None or split not in seen:
             limits[key] = default if given is None else given
         elif given is None:
             limits[key] = 0 if seen[split] >= full else seen[split]
-        elif min(given or full, full) == seen[split]:
+        elif (count := min(given or full, full)) == seen[split]:
             limits[key] = given
         else:
             option = f"--{key.replace('_', '-')}"
-            what = "trains each trial on" if split == "train" else "scores each trial on"
-            kind = "training" if split == "train" else "validation"
             raise UsageError(
-                f"study {settings.name!r} {what} {seen[split]:,} {kind} images, "
-                f"not {min(given or full, full):,} ({option} {given}): its trials would not "
-                f"compare; leave out {option} to resume it with its own, or pick another "
-                "--study-name"
+                f"study {settings.name!r} {does.format(seen[split])} images, not {count:,} "
+                f"({option} {given}): its trials would not compare; leave out {option} to "
+                "resume it with its own, or pick another --study-name"
             )
     return dataclasses.replace(settings, **limits)
 
@@ -234,7 +231,7 @@ def open_session(
         )
         study = create_or_load(settings, objective, storage, offset=sum(before.values()))
         if DATA_ATTR not in study.user_attrs:  # what every later session resumes with
-            study.set_user_attr(DATA_ATTR, {"train": len(data.train), "val": len(data.val)})
+            study.set_user_attr(DATA_ATTR, data.images())
         if not existing:  # what only a study started by this version can vouch for
             study.set_user_attr("data_digest", data.digest)
             if settings.objective == "vae":

@@ -211,9 +211,7 @@ class _Life:
         with timed("storage"):
             trial.set_user_attr("worker", worker_name())
             # The images it saw (study.confirm retrains with the same by default).
-            trial.set_user_attr(
-                DATA_ATTR, {"train": len(runner.data.train), "val": len(runner.data.val)}
-            )
+            trial.set_user_attr(DATA_ATTR, runner.data.images())
             history = retry_history(internals.current(self.study, trial))
         original = history[0] if history else trial.number
         resume = None
