@@ -60,6 +60,18 @@ def data_inputs(data, sizes: dict[str, int]):
     ]
 
 
+def log_inputs(client, run_id: str, inputs) -> None:
+    """``client.log_inputs``, once more if it failed: another study logging to the same
+    experiment (an ablation's) may have created the same dataset row meanwhile, and this
+    time the row is found (the failed transaction was rolled back)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except MlflowException:  # raised again if it was not that race
+        client.log_inputs(run_id, datasets=inputs)
+
+
 def context_tags() -> dict[str, str]:
     """MLflow's context tags, as its fluent API sets them: ``mlflow.source.name``,
     ``mlflow.source.type``, ``mlflow.user`` and, in a git checkout,

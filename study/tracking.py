@@ -16,7 +16,7 @@ from typing import Any
 from models import EpochResult, Split
 from objectives import CELL_ATTR, TrialSpec
 
-from . import checkpoint, pictures
+from . import checkpoint, pictures, records
 from .optuna_artifacts import DashboardRecords, artifact_store
 from .outage import OutageError
 from .records import as_metrics, as_params, as_tags, context_tags, data_inputs, epoch_metrics
@@ -45,8 +45,8 @@ def experiment_id(client, name: str, tracking: TrackingURL) -> str:
 class StudyTracker:
     """The study's experiment and parent run in one tracking store.
 
-    ``data`` (a ``study.data.Dataset`` with the splits trials see) is recorded as each
-    trial's inputs; its validation images feed each trial's pictures.
+    ``data`` (a ``study.data.Dataset`` with the splits trials see) is recorded as the study
+    run's and each trial's inputs; its validation images feed each trial's pictures.
     """
 
     def __init__(
@@ -74,6 +74,9 @@ class StudyTracker:
         experiment = study.user_attrs.get(EXPERIMENT_ATTR, study.study_name)
         self.experiment_id = experiment_id(self.client, experiment, tracking)
         self.parent_run_id = self._parent(study, settings)
+        # Under the study lock: workers starting at once link to these rows, not race for them.
+        self.inputs = data_inputs(data, {"train": len(data.train), "val": len(data.val)})
+        records.log_inputs(self.client, self.parent_run_id, self.inputs)
         self.dashboard = None  # pictures and notes for optuna-dashboard, beside the storage
         if storage is not None:
             store = artifact_store(storage, tracking, self.client, self.parent_run_id)
@@ -108,19 +111,15 @@ class StudyTracker:
 
     def start_trial(self, trial, *, objective: str) -> TrialRun:
         tags = {
-            **self.context_tags,
-            "mlflow.parentRunId": self.parent_run_id,
-            "optuna.study": self.study_name,
-            "optuna.trial_number": str(trial.number),
-            "optuna.state": "RUNNING",
-            "objective": objective,
-        }
+            **self.context_tags, "mlflow.parentRunId": self.parent_run_id,
+            "optuna.study": self.study_name, "optuna.trial_number": str(trial.number),
+            "optuna.state": "RUNNING", "objective": objective,
+        }  # fmt: skip
         cell = trial.user_attrs.get(CELL_ATTR)
         name = cell["name"] if cell is not None else f"trial-{trial.number}"
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
-        sizes = {"train": len(self.data.train), "val": len(self.data.val)}
-        self.client.log_inputs(run.info.run_id, datasets=data_inputs(self.data, sizes))
+        records.log_inputs(self.client, run.info.run_id, self.inputs)
         return TrialRun(
             self.client, run.info.run_id, dataset=self.data.name, val=self.data.val,
             secrets=self.secrets, experiment_id=self.experiment_id, dashboard=self.dashboard,

@@ -54,6 +54,12 @@ def check_study(path, name, n, metric):
             assert history[-1].value == pytest.approx(trial.value)
             assert artifacts(client, r.info.run_id, "checkpoint") == ["checkpoint/model.pt"]
             assert "pictures/latent.png" in artifacts(client, r.info.run_id, "pictures")
+    # The study run lists the same data, logged under the study lock as the study opened: so
+    # workers starting their first trials at once link to the dataset rows, and none of them
+    # fails creating a row another just created (UNIQUE constraint failed: datasets).
+    study_data = {(d.dataset.name, d.dataset.digest) for d in parents[0].inputs.dataset_inputs}
+    for r in runs:
+        assert {(d.dataset.name, d.dataset.digest) for d in r.inputs.dataset_inputs} == study_data
     return study, client, parents, runs
 
 

@@ -13,8 +13,9 @@ def _check(path, output):
     assert "database is locked" not in output
     study, client, parents, runs = load(path, "ae-fashion-mnist")
     numbers = [t.number for t in study.trials]
-    assert sorted(numbers) == list(range(6))
-    assert [t.state.name for t in study.trials].count("FAIL") == 0
+    seen = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in study.trials]
+    assert sorted(numbers) == list(range(6)), (seen, output)
+    assert [t.state.name for t in study.trials].count("FAIL") == 0, (seen, output)
     assert len(parents) == 1
     assert sorted(r.data.tags["optuna.trial_number"] for r in runs) == [str(n) for n in numbers]
     assert {r.info.status for r in runs} <= {"FINISHED", "KILLED"}
