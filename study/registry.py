@@ -11,6 +11,7 @@ are ``torch.export`` programs: they load without this project's code at all.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
 from pathlib import Path
@@ -35,6 +36,26 @@ def pip_requirements() -> list[str]:
     import mlflow
 
     return [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+
+
+@contextlib.contextmanager
+def no_requirements_check():
+    """``mlflow.<flavour>.save_model`` without its check of the model's pip requirements
+    against the installed packages.
+
+    Why: the first check in a process maps every installed package's files to its modules
+    (``importlib_metadata.packages_distributions``: ~1.7 s and ~30,000 stat calls here, in
+    every worker, on its first completed trial), only to warn of a mismatch; the requirements
+    this module writes are the installed versions of torch and MLflow, which cannot mismatch.
+    """
+    from mlflow.utils import environment
+
+    check = environment.warn_dependency_requirement_mismatches
+    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        yield
+    finally:
+        environment.warn_dependency_requirement_mismatches = check
 
 
 def log_model(client, experiment_id: str, run_id: str, model, example, *, view: str,
@@ -64,16 +85,17 @@ def log_model(client, experiment_id: str, run_id: str, model, example, *, view: 
             path = Path(tmp) / "model"
             # MLflow checks every requirement against the installed packages (~0.35 s a
             # model); per-trial models get theirs written afterwards instead.
-            mlflow.pytorch.save_model(
-                module,
-                str(path),
-                signature=signature,
-                input_example=example.numpy(),
-                pip_requirements=pip_requirements() if portable else [],
-                serialization_format="pt2" if portable else "pickle",
-                code_paths=None if portable else [str(MODELS_DIR)],
-                metadata=metadata,
-            )
+            with no_requirements_check():
+                mlflow.pytorch.save_model(
+                    module,
+                    str(path),
+                    signature=signature,
+                    input_example=example.numpy(),
+                    pip_requirements=pip_requirements() if portable else [],
+                    serialization_format="pt2" if portable else "pickle",
+                    code_paths=None if portable else [str(MODELS_DIR)],
+                    metadata=metadata,
+                )
             if not portable:
                 write_requirements(path)
             client.log_model_artifacts(logged.model_id, str(path))

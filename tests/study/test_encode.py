@@ -409,3 +409,39 @@ def test_logging_a_model_leaves_the_callers_model_where_and_as_it_was(tmp_path):
     assert model.training
     with torch.no_grad():
         assert model.encode(example).dtype == torch.float64
+
+
+def test_logging_models_skips_mlflows_scan_of_every_installed_package(tmp_path):
+    """MLflow's requirements check maps every installed package's files on its first call
+    (~1.7 s a process, paid by each worker's first completed trial); the harness's models
+    pin the installed torch and MLflow, so it is skipped, and the pins are still written."""
+    code = textwrap.dedent(
+        f"""
+        import torch
+        from mlflow import MlflowClient
+        from mlflow.utils import environment, requirements_utils
+        from models import MLPAEConfig, build_model
+        from study.registry import log_model, pip_requirements
+
+        check = environment.warn_dependency_requirement_mismatches
+        client = MlflowClient(tracking_uri="sqlite:///{tmp_path}/mlflow.db")
+        experiment = client.create_experiment("e", artifact_location="{tmp_path}/artifacts")
+        run = client.create_run(experiment).info.run_id
+        model = build_model(MLPAEConfig(hidden=(8,), latent_dim=2))
+        x = torch.rand(2, 1, 28, 28)
+        for portable in (False, True):
+            log_model(client, experiment, run, model, x, view="encode", portable=portable,
+                      metadata={{}})
+        assert requirements_utils._MODULES_TO_PACKAGES is None  # never scanned
+        assert environment.warn_dependency_requirement_mismatches is check  # put back
+        print(*pip_requirements())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    pins = out.stdout.split()[-2:]
+    assert [p.split("==")[0] for p in pins] == ["torch", "mlflow"]
+    written = sorted((tmp_path / "artifacts").rglob("requirements.txt"))
+    assert len(written) == 2
+    for path in written:
+        assert path.read_text().split() == pins
