@@ -83,21 +83,17 @@ def log_model(client, experiment_id: str, run_id: str, model, example, *, view: 
     try:
         with tempfile.TemporaryDirectory(prefix="model-") as tmp:
             path = Path(tmp) / "model"
-            # MLflow checks every requirement against the installed packages (~0.35 s a
-            # model); per-trial models get theirs written afterwards instead.
             with no_requirements_check():
                 mlflow.pytorch.save_model(
                     module,
                     str(path),
                     signature=signature,
                     input_example=example.numpy(),
-                    pip_requirements=pip_requirements() if portable else [],
+                    pip_requirements=pip_requirements(),
                     serialization_format="pt2" if portable else "pickle",
                     code_paths=None if portable else [str(MODELS_DIR)],
                     metadata=metadata,
                 )
-            if not portable:
-                write_requirements(path)
             client.log_model_artifacts(logged.model_id, str(path))
     except BaseException:
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
@@ -105,26 +101,6 @@ def log_model(client, experiment_id: str, run_id: str, model, example, *, view: 
     client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
     return logged.model_id
-
-
-def write_requirements(path: Path) -> None:
-    """The model's pip requirements, in the files MLflow reads them from."""
-    import yaml
-
-    requirements = pip_requirements()
-    (path / "requirements.txt").write_text("\n".join(requirements) + "\n")
-    for name, key in (("python_env.yaml", "dependencies"), ("conda.yaml", None)):
-        env_file = path / name
-        if not env_file.is_file():
-            continue
-        env = yaml.safe_load(env_file.read_text())
-        if key is not None:
-            env[key] = requirements
-        else:  # conda: the pip entry of its dependencies
-            for dep in env.get("dependencies", []):
-                if isinstance(dep, dict) and "pip" in dep:
-                    dep["pip"] = requirements
-        env_file.write_text(yaml.safe_dump(env, sort_keys=False))
 
 
 def log_trial_model(client, experiment_id: str, run_id: str, model, spec, example) -> str:
