@@ -67,9 +67,10 @@ def top_directions(c: torch.Tensor, k: int, *, extra: int = 8, iters: int = 2) -
     the global random stream is left alone (the next trial trains from it)."""
     gen = torch.Generator(device=c.device).manual_seed(0)
     q = torch.randn(c.shape[1], k + extra, generator=gen, device=c.device)
+    ct = c.T.contiguous()  # a product with the strided transpose takes ~5x as long on a CPU
     q = torch.linalg.qr(c @ q).Q
     for _ in range(iters):
-        q = torch.linalg.qr(c @ torch.linalg.qr(c.T @ q).Q).Q
+        q = torch.linalg.qr(c @ torch.linalg.qr(ct @ q).Q).Q
     _, _, v = torch.linalg.svd(q.T @ c, full_matrices=False)
     return v[:k]
 

@@ -20,6 +20,8 @@ import torch
 
 from models import ServingModule, default_view
 
+from .records import artifact_repo
+
 ALIAS = "best"
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -94,7 +96,7 @@ def log_model(client, experiment_id: str, run_id: str, model, example, *, view: 
                     code_paths=None if portable else [str(MODELS_DIR)],
                     metadata=metadata,
                 )
-            client.log_model_artifacts(logged.model_id, str(path))
+            artifact_repo(client, logged.artifact_location).log_artifacts(str(path))
     except BaseException:
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
         raise

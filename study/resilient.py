@@ -79,6 +79,10 @@ class ResilientClient:
     def __init__(self, inner, outage: Outage):
         self._inner, self._outage = inner, outage
 
+    def around(self, other):
+        """``other`` (an artifact repository, say) retried through the same outages."""
+        return ResilientClient(other, self._outage)
+
     def __getattr__(self, name: str):
         attr = getattr(self._inner, name)
         if not callable(attr):

@@ -121,7 +121,8 @@ class StudyTracker:
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         records.log_inputs(self.client, run.info.run_id, self.inputs)
         return TrialRun(
-            self.client, run.info.run_id, dataset=self.data.name, val=self.data.val,
+            self.client, run.info.run_id, records.artifact_repo(self.client, run.info.artifact_uri),
+            dataset=self.data.name, val=self.data.val,
             secrets=self.secrets, experiment_id=self.experiment_id, dashboard=self.dashboard,
             snapshot_every=self.snapshot_every,
         )  # fmt: skip
@@ -221,6 +222,7 @@ class TrialRun:
         self,
         client,
         run_id: str,
+        artifacts,
         *,
         dataset: str,
         val: Split,
@@ -229,7 +231,7 @@ class TrialRun:
         dashboard=None,
         snapshot_every: float = 0.0,
     ):
-        self.client = client
+        self.client, self.artifacts = client, artifacts  # artifacts: records.artifact_repo
         self.snapshot_every = snapshot_every
         self.pending: list = []  # epoch metrics not written yet
         self.written = time.monotonic()  # the last write of epochs (or the run's creation)
@@ -282,7 +284,7 @@ class TrialRun:
             with tempfile.TemporaryDirectory(prefix="resume-") as tmp:
                 path = Path(tmp) / RESUME_NAME
                 torch.save(result.snapshot(), path)
-                self.client.log_artifact(self.run_id, str(path), RESUME_DIR)
+                self.artifacts.log_artifact(str(path), RESUME_DIR)
         self.written = time.monotonic()
 
     def restored(self, history: list[dict], from_trial: int) -> None:
@@ -301,7 +303,7 @@ class TrialRun:
         if self.model is None or self.spec is None:
             raise RuntimeError("no trained model to save as the checkpoint")
         path = checkpoint.save(self.model, self.spec, tmp / checkpoint.CHECKPOINT_NAME)
-        self.client.log_artifact(self.run_id, str(path), checkpoint.CHECKPOINT_DIR)
+        self.artifacts.log_artifact(str(path), checkpoint.CHECKPOINT_DIR)
 
     def _logged_model(self) -> None:
         from .registry import log_trial_model
@@ -332,7 +334,7 @@ class TrialRun:
         )
         for name in ("reconstructions.png", "latent.png"):
             if (tmp / name).exists():
-                self.client.log_artifact(self.run_id, str(tmp / name), "pictures")
+                self.artifacts.log_artifact(str(tmp / name), "pictures")
                 if self.dashboard is not None and self.trial is not None:
                     self.dashboard.picture(self.trial, tmp / name)
 
@@ -378,7 +380,7 @@ class TrialRun:
             if error is not None:
                 text = "".join(traceback.format_exception(error))
                 (tmp_path / "traceback.txt").write_text(scrub(text, self.secrets))
-                self.client.log_artifact(self.run_id, str(tmp_path / "traceback.txt"))
+                self.artifacts.log_artifact(str(tmp_path / "traceback.txt"))
         breakdown.add("records", time.perf_counter() - started)
         metrics.update(breakdown.metrics())
         batch, self.pending = self.pending + as_metrics(metrics, 0), []

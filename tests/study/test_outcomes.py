@@ -119,3 +119,40 @@ def test_a_run_its_trial_never_recorded_is_closed_once_the_trial_has_ended(harne
     assert run.info.status == "FAILED"
     assert "trial 0 never recorded this run" in run.data.tags["fail_reason"]
     assert client.get_run(other).info.status == "RUNNING"
+
+
+def test_a_trials_records_are_uploaded_without_re_reading_its_run(harness, monkeypatch):
+    """Artifacts go where the run's (and the logged model's) creation said they go: MLflow's
+    ``log_artifact`` would first re-read the whole run to find out (~10 ms a trial)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path, make = harness
+    h, objective = make(optuna.pruners.NopPruner(), OBJECTIVES["ae"])
+    reads = []
+
+    def counting(name):
+        read = getattr(SqlAlchemyStore, name)
+
+        def counted(self, *args, **kwargs):
+            reads.append(name)
+            return read(self, *args, **kwargs)
+
+        return counted
+
+    for name in ("get_run", "get_logged_model"):
+        monkeypatch.setattr(SqlAlchemyStore, name, counting(name))
+    h.run(objective)
+    monkeypatch.undo()
+    assert reads == []
+    _, client, _, (run,) = load(path, "ae-fashion-mnist")
+    assert h.study.trials[0].state.name == "COMPLETE"
+    run_id = run.info.run_id
+    assert artifacts(client, run_id, "checkpoint") == ["checkpoint/model.pt"]
+    assert artifacts(client, run_id, "pictures") == [
+        "pictures/latent.png",
+        "pictures/reconstructions.png",
+    ]
+    (model,) = client.search_logged_models([run.info.experiment_id])
+    assert model.source_run_id == run_id
+    files = {a.path for a in client.list_logged_model_artifacts(model.model_id)}
+    assert {"MLmodel", "data", "requirements.txt"} <= files
