@@ -130,15 +130,20 @@ class Heartbeat:
     said once per trial (``say``); ``longest_gap`` is the longest silence seen, in seconds.
     """
 
-    def __init__(self, study: optuna.Study, trial: optuna.Trial, say: Callable[[str], None]):
+    def __init__(
+        self, study: optuna.Study, trial: optuna.Trial, say: Callable[[str], None], grace: float
+    ):
+        """``grace``: the seconds of silence after which another worker takes the trial over."""
         self.storage = internals.storage_of(study)
         self.trial_id = internals.trial_id(trial)
         self.number = trial.number
         self.interval = internals.heartbeat_interval(study)
-        self.say = say
+        self.say, self.grace = say, grace
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
-        self.last_ok = time.monotonic()
+        # The last recorded beat, by both clocks: the monotonic one stops while the machine
+        # sleeps, the wall clock (what other workers judge a heartbeat's age by) does not.
+        self.last_ok, self.last_ok_wall = time.monotonic(), time.time()
         self.longest_gap = 0.0
         self.said: set[str] = set()
 
@@ -154,14 +159,13 @@ class Heartbeat:
             self.beat()
 
     def beat(self) -> None:
-        now = time.monotonic()
-        gap = now - self.last_ok
+        gap = self._since_last()
         self.longest_gap = max(self.longest_gap, gap)
         if gap > 2 * self.interval + 1 and "failed" not in self.said:  # paused, not cut off
             self._once(
                 "late",
                 f"warning: trial {self.number}: no heartbeat for {gap:.0f} s (the process "
-                "was paused or starved of CPU; see --heartbeat-grace)",
+                "was paused or starved of CPU, or the machine slept; see --heartbeat-grace)",
             )
         try:
             self.storage.record_heartbeat(self.trial_id)
@@ -172,11 +176,19 @@ class Heartbeat:
                 f"retrying every {self.interval} s",
             )
             return
-        self.last_ok = time.monotonic()
+        self.last_ok, self.last_ok_wall = time.monotonic(), time.time()
+
+    def _since_last(self) -> float:
+        return max(time.monotonic() - self.last_ok, time.time() - self.last_ok_wall)
 
     def silence(self) -> float:
         """The longest time this trial went without a recorded heartbeat, in seconds."""
-        return max(self.longest_gap, time.monotonic() - self.last_ok)
+        return max(self.longest_gap, self._since_last())
+
+    def on_time(self) -> bool:
+        """Whether every beat was recorded well within the grace period (silence below half
+        of it): then no other worker can have taken the trial over."""
+        return self.interval is not None and self.silence() < self.grace / 2
 
     def _once(self, kind: str, line: str) -> None:
         if kind not in self.said:

@@ -1,6 +1,6 @@
 """What a running trial writes while it trains, and how often: its epochs' MLflow metrics
 with the resume snapshot, every ``--snapshot-every`` seconds; its own state re-read at most
-every ``GUARD_EVERY`` seconds. Real stores."""
+every ``GUARD_EVERY`` seconds once its heartbeats are late. Real stores."""
 
 import optuna
 import pytest
@@ -8,6 +8,7 @@ import pytest
 from objectives import OBJECTIVES
 from study import trial as trial_mod
 from study.scheduler import Heartbeat
+from study.stores import open_storage
 from study.tracking import RESUME_DIR, TrialRun
 
 from .helpers import Harness, artifacts, load
@@ -59,9 +60,16 @@ def test_a_trial_taken_over_keeps_its_unwritten_epochs_in_its_failed_run(tmp_pat
     assert sorted(steps) == [1, 2]
 
 
-def test_the_guard_reads_the_trial_at_most_every_guard_every_seconds(tmp_path, small, monkeypatch):
+def with_heartbeats(h):
+    """The harness's study on its storage with heartbeats every second (a 3-second grace)."""
+    storage = open_storage(h.settings.storage, heartbeat=1, grace=3)
+    return optuna.load_study(study_name=h.study.study_name, storage=storage)
+
+
+def test_the_guard_reads_the_trial_only_once_its_heartbeats_are_late(tmp_path, small, monkeypatch):
     h = Harness(tmp_path, small)
-    trial = h.study.ask()
+    study = with_heartbeats(h)
+    trial = study.ask()
     reads = []
     current = trial_mod.internals.current
 
@@ -70,12 +78,34 @@ def test_the_guard_reads_the_trial_at_most_every_guard_every_seconds(tmp_path, s
         return current(study, t)
 
     monkeypatch.setattr(trial_mod.internals, "current", counted)
-    life = trial_mod._Life(None, h.study, trial, Heartbeat(h.study, trial, print))
-    life.guard()
-    h.study.tell(trial, state=optuna.trial.TrialState.FAIL)  # as another worker would
+    beat = Heartbeat(study, trial, print, 3)
+    beat.beat()
+    life = trial_mod._Life(None, study, trial, beat)
+    life.guard()  # heartbeats on time: no other worker can have taken it over
+    assert reads == []
+    beat.last_ok -= 1.5  # silent for half the grace period (a paused worker, say)
+    life.guard()  # read: still RUNNING
+    assert reads == [trial.number]
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # as another worker would
     life.guard()  # within GUARD_EVERY of the last read: not read again
     assert reads == [trial.number]
-    life.guarded -= trial_mod.GUARD_EVERY  # a second later (or a worker paused for longer)
+    life.guarded -= trial_mod.GUARD_EVERY  # a second later
     with pytest.raises(trial_mod.TakenOver):
         life.guard()
     assert reads == [trial.number] * 2
+
+
+def test_a_heartbeat_silent_by_the_wall_clock_is_late(tmp_path, small):
+    """The monotonic clock stops while a machine sleeps; other workers judge a heartbeat's
+    age by the wall clock, so a worker woken from sleep reads its trial again."""
+    study = with_heartbeats(Harness(tmp_path, small))
+    said = []
+    beat = Heartbeat(study, study.ask(), said.append, 3)
+    beat.beat()
+    assert beat.on_time()
+    beat.last_ok_wall -= 60  # slept for a minute: monotonic time did not move
+    assert not beat.on_time()
+    assert beat.silence() >= 60
+    beat.beat()  # the next beat says how long it was silent, and the trial stays suspect
+    assert not beat.on_time()
+    assert len(said) == 1 and said[0].startswith("warning: trial 0: no heartbeat for 60 s")
