@@ -29,13 +29,17 @@ CLASS_NAMES = {
 @torch.inference_mode()
 def reconstruction_grid(autoencoder, images: torch.Tensor, path: Path, n: int = 16) -> Path:
     """Top row: ``n`` real validation images; bottom row: their reconstructions."""
-    from torchvision.utils import save_image
+    from PIL import Image
+    from torchvision.utils import make_grid
 
     autoencoder.eval()
     x = images[:n].float().div(255)
     recon = autoencoder.decode(autoencoder.encode(x)).float().clamp(0, 1)
     grid = torch.nn.functional.interpolate(torch.cat([x, recon]).float(), scale_factor=3)
-    save_image(grid.cpu(), path, nrow=len(x), padding=4, pad_value=1.0)  # 3x: readable
+    grid = make_grid(grid.cpu(), nrow=len(x), padding=4, pad_value=1.0)[0]  # 3x: readable
+    # torchvision's save_image, as one grey channel and quicker to compress: half the time.
+    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
+    Image.fromarray(pixels, "L").save(path, format="PNG", compress_level=3)
     return path
 
 

@@ -1,4 +1,5 @@
-"""The pictures every trial draws: the PCA behind the latent scatter and the scatter PNG."""
+"""The pictures every trial draws: the PCA behind the latent scatter, the scatter PNG and the
+reconstruction grid."""
 
 import numpy as np
 import pytest
@@ -152,3 +153,30 @@ def test_a_trials_scatter_takes_its_codes_from_the_last_validation_pass(
     assert given == [(len(small[1]), True)]
     _, client, _, (run,) = load(tmp_path)
     assert "pictures/latent.png" in artifacts(client, run.info.run_id, "pictures")
+
+
+def test_the_reconstruction_grid_shows_the_images_above_their_reconstructions(fmnist, tmp_path):
+    """Both rows 3x, with 4-pixel white margins, in one grey channel (torchvision's
+    ``save_image`` layout: the same pixels it writes three times over)."""
+
+    class Darker(torch.nn.Module):
+        def encode(self, x):
+            return x
+
+        def decode(self, z):
+            return z * 0.5
+
+    images = fmnist.val.images[:20]
+    path = pictures.reconstruction_grid(Darker(), images, tmp_path / "r.png", n=4)
+    with Image.open(path) as im:
+        assert im.mode == "L"
+        grid = np.asarray(im)
+    assert grid.shape == (2 * 84 + 3 * 4, 4 * 84 + 5 * 4)
+    for i in range(4):
+        left = 4 + i * 88
+        real = grid[4 : 4 + 84, left : left + 84]
+        recon = grid[92 : 92 + 84, left : left + 84]
+        expected = images[i, 0].numpy().repeat(3, 0).repeat(3, 1)
+        assert np.array_equal(real, expected)
+        assert np.abs(recon.astype(int) - (expected / 2).round()).max() <= 1
+    assert (grid[:4] == 255).all() and (grid[:, :4] == 255).all()
