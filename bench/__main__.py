@@ -6,6 +6,7 @@ from . import (
     anchor,
     auth,
     calls,
+    contention,
     cpu_bf16,
     denormals,
     engine,
@@ -26,6 +27,7 @@ if __name__ == "__main__":
     memory_format.main([])
     studies.main(sys.argv[1:])
     calls.main([])
+    contention.main([])
     pictures.main([])
     storage.main([])
     auth.main([])
