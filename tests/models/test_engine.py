@@ -383,3 +383,39 @@ def test_more_codes_than_validation_images_keeps_them_all(small):
         device=CPU, keep_codes=1500,
     )  # fmt: skip
     assert fitted.history[-1].codes.shape == (70, 2)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [m.ConvAEConfig(channels=(8, 16), fc_latent=8), m.VAEConfig.mlp(hidden=(64,), latent_dim=8)],
+    ids=lambda c: c.family,
+)
+def test_evaluation_on_a_cpu_is_in_small_batches_and_leaves_training_bit_identical(
+    config, small, monkeypatch
+):
+    """Small evaluation batches keep a conv layer's activations in the CPU's caches (twice as
+    fast for conv models: benchmark 1); training is the same to the bit, the validation
+    metrics to the last bits of their sums."""
+    from models import _engine
+
+    train, val = small
+    sizes = []
+    evaluate = _engine.evaluate
+
+    def watched(*args, batch_size, **kwargs):
+        sizes.append(batch_size)
+        return evaluate(*args, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(_engine, "evaluate", watched)
+    small_batches = m.fit(config, FAST, train, val, device=CPU, seed=0)
+    assert sizes == [128] * 3
+    monkeypatch.setattr(_engine, "CPU_EVAL_BATCH", 2048)
+    one_batch = m.fit(config, FAST, train, val, device=CPU, seed=0)
+    assert sizes[3:] == [2048] * 3
+    a, b = small_batches.model.state_dict(), one_batch.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for h1, h2 in zip(small_batches.history, one_batch.history, strict=True):
+        assert h1.train == h2.train
+        assert h1.val == pytest.approx(h2.val, rel=1e-5)
+    assert m.eval_batch_size(torch.device("cuda"), 64) == 2048
+    assert m.eval_batch_size(torch.device("cuda"), 1024) == 4096
