@@ -10,6 +10,7 @@ from . import (
     cpu_bf16,
     denormals,
     engine,
+    eval_batch,
     memory_format,
     optimizers,
     pictures,
@@ -21,6 +22,7 @@ from . import (
 
 if __name__ == "__main__":
     engine.main([])
+    eval_batch.main([])
     optimizers.main([])
     denormals.main([])
     cpu_bf16.main([])
