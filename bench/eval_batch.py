@@ -13,12 +13,13 @@ import statistics
 import time
 
 import optuna
-import torch
 
 import models as m
 from models._engine import phases
 from objectives import OBJECTIVES, baseline_params
 from study import data as data_mod
+
+from .engine import _sync
 
 
 def specs(objective: str, n: int, seed: int):
@@ -49,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     device = m.resolve_device(args.device)
     full = data_mod.load("fashion-mnist")
     val = m.Split(full.val.images[:2500], full.val.labels[:2500]).to(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     print(f"| model | phase | {' | '.join(f'batch {b} (s)' for b in args.sizes)} |")
     print(f"|---|---|{'---|' * len(args.sizes)}")
     totals = dict.fromkeys(args.sizes, 0.0)
@@ -59,10 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             seconds: dict[int, list[float]] = {b: [] for b in args.sizes}
             for _ in range(args.reps):
                 for b in args.sizes:
-                    sync()
+                    _sync(device)
                     start = time.perf_counter()
                     m.evaluate(module, task, val, device=device, batch_size=b)
-                    sync()
+                    _sync(device)
                     seconds[b].append(time.perf_counter() - start)
             medians = {b: statistics.median(v) for b, v in seconds.items()}
             for b, v in medians.items():
