@@ -11,6 +11,7 @@ from . import (
     denormals,
     engine,
     eval_batch,
+    floor,
     memory_format,
     optimizers,
     pictures,
@@ -30,6 +31,7 @@ if __name__ == "__main__":
     studies.main(sys.argv[1:])
     calls.main([])
     contention.main([])
+    floor.main([])
     pictures.main([])
     storage.main([])
     auth.main([])
