@@ -9,7 +9,7 @@ sampler, so both ask, sample and prune the same trials:
   SQLite (the run with its tags, its dataset inputs, its params, one closing batch of
   metrics and tags, its end): as many of each as a pruned trial of the default study logs.
 
-A trial here: ``ask``, 16 parameters, 3 epochs reported with a pruning check each, 6 user
+A trial here: ``ask``, 16 parameters, up to 3 epochs reported with a pruning check each, 6 user
 attributes, ``tell``. What ``stores`` costs more per trial is the floor under benchmark 2's
 "on the training path": what a tracked trial costs however its records are drawn or written.
 
