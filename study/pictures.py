@@ -30,17 +30,28 @@ CLASS_NAMES = {
 def reconstruction_grid(autoencoder, images: torch.Tensor, path: Path, n: int = 16) -> Path:
     """Top row: ``n`` real validation images; bottom row: their reconstructions."""
     from PIL import Image
-    from torchvision.utils import make_grid
 
     autoencoder.eval()
     x = images[:n].float().div(255)
     recon = autoencoder.decode(autoencoder.encode(x)).float().clamp(0, 1)
-    grid = torch.nn.functional.interpolate(torch.cat([x, recon]).float(), scale_factor=3)
-    grid = make_grid(grid.cpu(), nrow=len(x), padding=4, pad_value=1.0)[0]  # 3x: readable
+    tiles = torch.nn.functional.interpolate(torch.cat([x, recon]).float(), scale_factor=3)
+    grid = tile(tiles.cpu()[:, 0], rows=2, padding=4)  # 3x: readable
     # torchvision's save_image, as one grey channel and quicker to compress: half the time.
     pixels = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
     Image.fromarray(pixels, "L").save(path, format="PNG", compress_level=3)
     return path
+
+
+def tile(images: torch.Tensor, rows: int, padding: int) -> torch.Tensor:
+    """Grey ``(k, h, w)`` images in ``rows`` rows on white, ``padding`` pixels around each:
+    torchvision's ``make_grid`` layout, without importing torchvision (~0.1-0.2 s in a
+    worker that otherwise never does)."""
+    k, h, w = images.shape
+    cols = k // rows
+    padded = torch.nn.functional.pad(images, (0, padding, 0, padding), value=1.0)
+    grid = padded.view(rows, cols, h + padding, w + padding).permute(0, 2, 1, 3)
+    grid = grid.reshape(rows * (h + padding), cols * (w + padding))
+    return torch.nn.functional.pad(grid, (padding, 0, padding, 0), value=1.0)
 
 
 EXACT_PCA_WIDTH = 64  # wider codes: randomized PCA (an exact SVD of 1,500 x 1,568 takes ~0.4 s)

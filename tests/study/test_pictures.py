@@ -1,6 +1,9 @@
 """The pictures every trial draws: the PCA behind the latent scatter, the scatter PNG and the
 reconstruction grid."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -180,3 +183,34 @@ def test_the_reconstruction_grid_shows_the_images_above_their_reconstructions(fm
         assert np.array_equal(real, expected)
         assert np.abs(recon.astype(int) - (expected / 2).round()).max() <= 1
     assert (grid[:4] == 255).all() and (grid[:, :4] == 255).all()
+
+
+@pytest.mark.parametrize("rows,cols", [(2, 4), (1, 3), (3, 5)])
+def test_tiles_are_laid_out_as_torchvisions_make_grid_lays_them_out(rows, cols):
+    from torchvision.utils import make_grid
+
+    images = torch.rand(rows * cols, 1, 12, 9)
+    expected = make_grid(images, nrow=cols, padding=4, pad_value=1.0)[0]
+    assert torch.equal(pictures.tile(images[:, 0], rows=rows, padding=4), expected)
+
+
+def test_drawing_the_grid_does_not_import_torchvision(tmp_path):
+    """A worker that never downloads data never needs torchvision (~0.1-0.2 s to import)."""
+    code = f"""
+import sys, torch
+from study import pictures
+
+class Same(torch.nn.Module):
+    def encode(self, x):
+        return x
+
+    def decode(self, z):
+        return z
+
+images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+pictures.reconstruction_grid(Same(), images, {str(tmp_path / "r.png")!r}, n=4)
+print("torchvision" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
+    assert (tmp_path / "r.png").exists()
