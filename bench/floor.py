@@ -20,13 +20,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from study.records import data_inputs, log_inputs
+from study.stores import (
+    open_storage,
+    parse_storage,
+    parse_tracking,
+    tracking_client,
+    use_fast_sqlite,
+)
 
 PARAMS, TAGS, EPOCH_METRICS, CLOSING_METRICS = 45, 11, 8, 14  # a default study's pruned trial
 WARMUP = 5  # trials run before the timed ones
@@ -45,16 +53,12 @@ class _Runs:
     """One MLflow run per trial, written as the harness writes a short trial's."""
 
     def __init__(self, root: Path) -> None:
-        from study.records import data_inputs, log_inputs
-        from study.stores import parse_tracking, tracking_client
-
         class Data:  # what data_inputs reads of a loaded dataset
             name, digest, location, source = "fashion-mnist", "0" * 64, str(root), "bench"
 
         self.client = tracking_client(parse_tracking(f"sqlite:///{root}/mlflow.db"))
         self.experiment = self.client.create_experiment("floor", artifact_location=str(root))
         self.inputs = data_inputs(Data, {"train": 3840, "val": 2500})
-        self.log_inputs = log_inputs
 
     def open(self, number: int) -> str:
         from mlflow.entities import Metric, Param
@@ -62,7 +66,7 @@ class _Runs:
         tags = {f"tag_{k}": "value" for k in range(TAGS)}
         run = self.client.create_run(self.experiment, run_name=f"trial-{number}", tags=tags)
         run_id = run.info.run_id
-        self.log_inputs(self.client, run_id, self.inputs)
+        log_inputs(self.client, run_id, self.inputs)
         params = [Param(f"param_{k}", str(k)) for k in range(PARAMS)]
         now = int(time.time() * 1000)
         self.client.log_batch(
@@ -87,12 +91,10 @@ def child(variant: str, trials: int, root: Path) -> dict[str, float]:
     all, asking and sampling, in MLflow's calls."""
     import optuna
 
-    from study.stores import open_storage, parse_storage, use_fast_sqlite
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     use_fast_sqlite()
     url = "memory" if variant == "bare" else f"sqlite:///{root}/optuna.db"
-    storage = open_storage(parse_storage(url), heartbeat=30)
+    storage = open_storage(parse_storage(url))
     runs = _Runs(root) if variant == "stores" else None
     sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=10)
     study = optuna.create_study(
@@ -139,20 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="floor-") as tmp:
             print(json.dumps(child(args.child, args.trials, Path(tmp))))
         return 0
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
     seen: dict[str, list[dict[str, float]]] = {"bare": [], "stores": []}
     for rep in range(args.reps):
         for variant in seen:
-            cmd = [
-                sys.executable,
-                "-m",
-                "bench.floor",
-                "--child",
-                variant,
-                "--trials",
-                str(args.trials),
-            ]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            cmd = [sys.executable, "-m", "bench.floor", "--child", variant]
+            cmd += ["--trials", str(args.trials)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             seen[variant].append(json.loads(out.stdout.splitlines()[-1]))
             print(f"rep {rep + 1} {variant}: {seen[variant][-1]['total']:.2f} s", flush=True)
     n = args.trials
