@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from bench.studies import default_numbers, spent_line
-from study import data
+from study.data import loading as data
 
 BATCHSIZE = 128
 CLASSES = 10

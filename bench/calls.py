@@ -18,20 +18,28 @@ import tempfile
 import time
 
 TIMED = {  # (module, owner, attribute): label
-    ("study.pictures", None, "latent_scatter"): "latent scatter (pictures)",
-    ("study.pictures", None, "project_2d"): "latent scatter: PCA",
-    ("study.pictures", None, "scatter_png"): "latent scatter: drawing the PNG",
-    ("study.pictures", None, "reconstruction_grid"): "reconstruction grid (pictures)",
-    ("study.optuna_artifacts", "DashboardRecords", "picture"): "optuna-dashboard picture",
-    ("study.optuna_artifacts", "DashboardRecords", "note"): "optuna-dashboard note",
-    ("study.tracking", "TrialRun", "_logged_model"): "logged model (COMPLETE only)",
-    ("study.tracking", "TrialRun", "_checkpoint"): "checkpoint (COMPLETE only)",
-    ("study.tracking", "TrialRun", "epoch"): "an epoch's metrics and resume snapshot",
-    ("study.tracking", "TrialRun", "start"): "the run's params (and the note)",
-    ("study.tracking", "StudyTracker", "start_trial"): "creating the trial's run",
-    ("study.tracking", "TrialRun", "close"): "closing the run (all records)",
-    ("study.trial", "_Life", "record"): "recording a finished trial (closing the run, tell)",
-    ("study.trial", "_Life", "guard"): "the takeover check (re-reading the running trial)",
+    ("study.tracking.pictures", None, "latent_scatter"): "latent scatter (pictures)",
+    ("study.tracking.pictures", None, "project_2d"): "latent scatter: PCA",
+    ("study.tracking.pictures", None, "scatter_png"): "latent scatter: drawing the PNG",
+    ("study.tracking.pictures", None, "reconstruction_grid"): "reconstruction grid (pictures)",
+    ("study.tracking.optuna_artifacts", "DashboardRecords", "picture"): "optuna-dashboard picture",
+    ("study.tracking.optuna_artifacts", "DashboardRecords", "note"): "optuna-dashboard note",
+    ("study.tracking.runs", "TrialRun", "_logged_model"): "logged model (COMPLETE only)",
+    ("study.tracking.runs", "TrialRun", "_checkpoint"): "checkpoint (COMPLETE only)",
+    ("study.tracking.runs", "TrialRun", "epoch"): "an epoch's metrics and resume snapshot",
+    ("study.tracking.runs", "TrialRun", "start"): "the run's params (and the note)",
+    ("study.tracking.runs", "StudyTracker", "start_trial"): "creating the trial's run",
+    ("study.tracking.runs", "TrialRun", "close"): "closing the run (all records)",
+    (
+        "study.execution.trial",
+        "_Life",
+        "record",
+    ): "recording a finished trial (closing the run, tell)",
+    (
+        "study.execution.trial",
+        "_Life",
+        "guard",
+    ): "the takeover check (re-reading the running trial)",
     ("optuna.study.study", "Study", "tell"): "Optuna's tell",
 }
 

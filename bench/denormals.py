@@ -48,7 +48,7 @@ def train_preset(preset: str, batch: int, epochs: int = EPOCHS):
     training images (2 threads, as the harness runs): (model, optimizer, task, data, seconds
     per epoch). Call ``models.flush_denormals`` first where wanted."""
     import models as m
-    from study import data as data_mod
+    from study.data import loading as data_mod
 
     torch.set_num_threads(2)
     full = data_mod.load("fashion-mnist")

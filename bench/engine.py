@@ -15,7 +15,7 @@ import time
 import torch
 
 import models as m
-from study import data as data_mod
+from study.data import loading as data_mod
 
 MODELS = {
     "S2 MLP AE": "s2-mlp-ae-3d",

@@ -17,7 +17,7 @@ import optuna
 import models as m
 from models._engine import phases
 from objectives import OBJECTIVES, baseline_params
-from study import data as data_mod
+from study.data import loading as data_mod
 
 from .engine import _sync
 

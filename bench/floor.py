@@ -27,14 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from study.records import data_inputs, log_inputs
-from study.stores import (
+from study.stores.locations import (
     open_storage,
     parse_storage,
     parse_tracking,
     tracking_client,
     use_fast_sqlite,
 )
+from study.tracking.records import data_inputs, log_inputs
 
 PARAMS, TAGS, EPOCH_METRICS, CLOSING_METRICS = 45, 11, 8, 14  # a default study's pruned trial
 WARMUP = 5  # trials run before the timed ones

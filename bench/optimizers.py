@@ -14,7 +14,7 @@ import torch
 
 import models as m
 from models._tasks import task_for
-from study import data as data_mod
+from study.data import loading as data_mod
 
 VARIANTS = {"loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 CASES = [  # (preset, batch, optimiser)

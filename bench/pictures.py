@@ -1,5 +1,5 @@
 """The latent scatter every trial draws: the earlier Matplotlib figure with an exact SVD
-against the Pillow figure with randomized PCA (``study.pictures``), on the same codes.
+against the Pillow figure with randomized PCA (``study.tracking.pictures``), on the same codes.
 
 Per preset and for the classifier's baseline (untrained, CPU, 2 threads; the 1,500
 validation images every trial draws): milliseconds to encode them, to project the codes to
@@ -39,7 +39,7 @@ def model_config(name: str):
 
 def exact_pca(z: torch.Tensor) -> torch.Tensor:
     """The earlier projection: an exact SVD, whatever the codes' width."""
-    from study.pictures import two_columns
+    from study.tracking.pictures import two_columns
 
     z = z.float()
     if z.shape[1] <= 2:
@@ -50,7 +50,7 @@ def exact_pca(z: torch.Tensor) -> torch.Tensor:
 
 
 def matplotlib_png(xy, y, names, title, path) -> None:
-    """The earlier figure, as study.pictures drew it with Matplotlib until this benchmark."""
+    """The earlier figure, as study.tracking.pictures drew it with Matplotlib until this benchmark."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=5)
     args = p.parse_args(argv)
     import models as m
-    from study import data as data_mod
-    from study import pictures
+    from study.data import loading as data_mod
+    from study.tracking import pictures
 
     torch.set_num_threads(2)
     val = data_mod.load("fashion-mnist").val

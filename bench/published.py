@@ -23,7 +23,7 @@ from pathlib import Path
 import models as m
 from objectives import TrialSpec
 from study import train
-from study.config_file import write_config
+from study.artifacts.config_file import write_config
 
 ADAM = m.TrainConfig(lr=1e-3, batch_size=128, epochs=10)
 VAE = m.VAEConfig.mlp(hidden=(400,), latent_dim=20, activation="relu")

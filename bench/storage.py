@@ -1,7 +1,7 @@
 """Benchmark 6: Optuna storages under several worker processes (``python -m bench.storage``).
 
 a. Storage cost alone: N processes run a trivial objective (one float, no training) on one
-   study through ``study.stores.open_storage`` (so SQLite gets the harness's WAL settings and
+   study through ``study.stores.locations.open_storage`` (so SQLite gets the harness's WAL settings and
    heartbeats). Reports trials/second over all processes and ms per trial per process.
    SQLite, the journal file and PostgreSQL (a throw-away local cluster, as in the tests).
 b. A real small study through ``study.run`` with ``--workers 1`` and ``--workers 2``.
@@ -30,7 +30,7 @@ def _worker(url: str, name: str, trials: int, start_at: float, out) -> None:
 
     warnings.filterwarnings("ignore")
 
-    from study.stores import open_storage, parse_storage, use_fast_sqlite
+    from study.stores.locations import open_storage, parse_storage, use_fast_sqlite
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     use_fast_sqlite()
@@ -51,7 +51,7 @@ def measure(url: str, workers: int, total: int) -> tuple[float, float]:
     """(trials per second over all workers, ms per trial in one worker)."""
     import optuna
 
-    from study.stores import open_storage, parse_storage
+    from study.stores.locations import open_storage, parse_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     name = f"bench-{workers}-{time.time_ns()}"

@@ -27,7 +27,7 @@ import optuna
 
 from objectives import BASELINE_ATTR
 from study import export, run, train
-from study.timing import ACTIVITIES, TIME_ATTR
+from study.tracking.timing import ACTIVITIES, TIME_ATTR
 
 ON_PATH = ("storage", "tracking", "wait")  # a trial's bookkeeping on the training path
 
@@ -69,7 +69,7 @@ def _fresh_run(path: Path, study_args: list[str]) -> str:
 
 
 def _breakdown(path: Path, name: str) -> dict[str, float]:
-    from study.timing import totals
+    from study.tracking.timing import totals
 
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{path}/optuna.db")
     return totals(study.get_trials(deepcopy=False))

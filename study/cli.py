@@ -15,14 +15,12 @@ import traceback
 import warnings
 from collections.abc import Callable
 
-from .errors import UsageError
-from .secrets import scrub, secrets_in
-from .stores import DEFAULT_TRACKING, default_tracking, parse_storage, parse_tracking
+from study.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from study.stores.locations import DEFAULT_TRACKING, default_tracking, parse_storage, parse_tracking
+from study.stores.secrets import scrub, secrets_in
 
 DATASETS = ("fashion-mnist", "mnist")
 OBJECTIVE_CHOICES = ("ae", "classifier", "vae")
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 class Parser(argparse.ArgumentParser):
@@ -142,7 +140,7 @@ def quiet_libraries() -> None:
     import mlflow  # noqa: F401 - configures its loggers on import: quiet them after that
     import optuna
 
-    from .stores import use_fast_sqlite
+    from study.stores.locations import use_fast_sqlite
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial tables..."

@@ -8,11 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import Parser, add_study_options, entry, positive_int
-from .errors import UsageError
-from .optuna_artifacts import artifact_store
-from .settings import StudyRef
-from .stores import DEFAULT_STORAGE, tracking_client
+from study.cli import Parser, add_study_options, entry, positive_int
+from study.errors import UsageError
+from study.settings import StudyRef
+from study.stores.locations import DEFAULT_STORAGE, tracking_client
+from study.tracking.optuna_artifacts import artifact_store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(
             "optuna-dashboard is not installed; pip install -e '.[ui]' (an optional extra)"
         ) from None
-    from .session import existing_study
-    from .stores import open_storage
-    from .tracking import PARENT_ATTR
+    from study.stores.locations import open_storage
+    from study.stores.studies import existing_study
+    from study.tracking.runs import PARENT_ATTR
 
     ref = StudyRef(ns.objective, ns.dataset, ns.study_name, ns.storage, ns.tracking)
     study = existing_study(ref)

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cli import (
+from study.artifacts.encoder import RUN_ID, Encoder, as_images
+from study.cli import (
     Parser,
     add_data_dir_option,
     add_dataset_option,
@@ -30,9 +31,8 @@ from .cli import (
     non_negative_int,
     positive_int,
 )
-from .encoder import RUN_ID, Encoder, as_images
-from .errors import EncodeError
-from .settings import EncodeSettings, from_namespace
+from study.errors import EncodeError
+from study.settings import EncodeSettings, from_namespace
 
 __all__ = ["EncodeError", "Encoder", "as_images", "main", "read_png_folder"]
 
@@ -161,7 +161,7 @@ def load_encoder(s: EncodeSettings, device) -> Encoder:
 
 def inputs(s: EncodeSettings, encoder: Encoder, images) -> tuple[Any, dict[str, Any], str]:
     """(images, extra arrays for the .npz, a description of them)."""
-    from . import data as data_mod
+    from study.data import loading as data_mod
 
     if images is not None:
         images, names = images

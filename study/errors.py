@@ -5,6 +5,9 @@ Tracebacks are for bugs; these say what was wrong, the value, and what to do.
 
 from __future__ import annotations
 
+EXIT_USAGE = 2  # a usage error: the message names the value and the fix
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: what was finished is saved
+
 
 class UsageError(Exception):
     """A mistake in the user's input or set-up: printed as one line, exit code 2."""

@@ -6,16 +6,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from . import cells
-from .cli import (
+from study.cli import (
     add_data_dir_option,
     add_device_option,
     add_study_options,
     non_negative_int,
     positive_int,
 )
-from .settings import LIMIT_TRAIN, LIMIT_VAL, RunSettings, StudyRef
-from .stores import DEFAULT_STORAGE, check_storage, check_tracking
+from study.experiments import cells
+from study.settings import LIMIT_TRAIN, LIMIT_VAL, RunSettings, StudyRef
+from study.stores.locations import DEFAULT_STORAGE, check_storage, check_tracking
 
 
 def add_options(p: argparse.ArgumentParser, *, limits_from_trials: bool = False) -> None:
@@ -58,10 +58,9 @@ def run(ns: argparse.Namespace, plan: Callable, markdown: Callable, intro: Calla
     ``intro(name, about, cells) -> str`` is the first line printed.
     """
     from models import resolve_device
-
-    from .data import load
-    from .run import run_study
-    from .session import existing_study
+    from study.data.loading import load
+    from study.execution.loop import run_study
+    from study.stores.studies import existing_study
 
     check_storage(ns.storage)
     check_tracking(ns.tracking)

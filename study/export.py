@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
-from .cli import Parser, add_study_options, entry, non_negative_int, positive_int
-from .config_file import write_config
-from .errors import UsageError
-from .settings import ExportSettings, from_namespace
-from .stores import DEFAULT_STORAGE, TrackingURL, tracking_client
+from study.artifacts.checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
+from study.artifacts.config_file import write_config
+from study.cli import Parser, add_study_options, entry, non_negative_int, positive_int
+from study.errors import UsageError
+from study.settings import ExportSettings, from_namespace
+from study.stores.locations import DEFAULT_STORAGE, TrackingURL, tracking_client
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,7 +111,7 @@ def chosen_trial(study, number: int | None, s: ExportSettings | None = None):
     a usage error when there is none."""
     import optuna
 
-    from .scheduler import countable, maximizing, primary
+    from study.search.results import countable, maximizing, primary
 
     complete = [
         t
@@ -153,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def export(s: ExportSettings) -> int:
-    from .session import existing_study
+    from study.stores.studies import existing_study
 
     study = existing_study(s)
     number = s.trial
     if s.confirmed:
-        from .confirm import confirmed_best
-        from .stores import open_storage
+        from study.reporting.experiments import confirmed_best
+        from study.stores.locations import open_storage
 
         if s.trial is not None:
             raise UsageError("--confirmed and --trial both choose the trial; pass one of them")

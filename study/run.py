@@ -7,14 +7,9 @@ Re-running the same command continues the study until it holds ``--trials`` fini
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import time
 
-from optuna.trial import TrialState
-
-from . import console
-from .cli import (
+from study.cli import (
     Parser,
     add_data_dir_option,
     add_device_option,
@@ -26,15 +21,12 @@ from .cli import (
     positive_float,
     positive_int,
 )
-from .outage import EXIT_OUTAGE, OutageError
-from .scheduler import Tally, best_trial, counts, finished, work
-from .search import PRUNERS, SAMPLERS
-from .settings import LIMIT_TRAIN, LIMIT_VAL, RunSettings, from_namespace, seed_choice
-from .stores import DEFAULT_STORAGE, check_storage, check_tracking
-from .warm import add_start_options
-
-EXIT_INTERRUPTED = 130
-INTERRUPTED = "Interrupted: finished trials are saved; re-run the same command to continue."
+from study.execution.loop import run_study
+from study.search.samplers import PRUNERS, SAMPLERS
+from study.search.warm import add_start_options
+from study.settings import LIMIT_TRAIN, LIMIT_VAL, RunSettings, from_namespace, seed_choice
+from study.stores.locations import DEFAULT_STORAGE
+from study.stores.outage import EXIT_OUTAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,147 +211,6 @@ def settings_from_argv(argv: list[str]) -> RunSettings:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     return run_study(settings_from_argv(argv), argv=argv)
-
-
-def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
-    """Run (or resume) the study ``settings`` describes; the process's exit code.
-
-    ``argv`` is the command line, which ``--workers`` hands on to each worker.
-    """
-    import torch
-
-    from models import flush_denormals, resolve_device
-    from objectives import OBJECTIVES
-
-    from . import data as data_mod
-    from .session import open_session
-    from .warm import check_configs
-
-    flush_denormals()  # before any parallel work, so that torch's threads inherit it
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    # Everything a user can get wrong is checked before any store is touched.
-    device = resolve_device(settings.device)
-    check_storage(settings.storage)
-    check_tracking(settings.tracking)
-    dataset = data_mod.load(settings.dataset, settings.data_dir)
-    objective = OBJECTIVES[settings.objective]
-    configs = check_configs(settings.enqueue_configs, objective, settings.epochs)
-    session = open_session(settings, objective, dataset, device, configs=configs)
-    settings, data = session.settings, session.data  # the images per trial filled in
-    if not settings.is_worker:
-        print("\n".join(console.header(session, data, device)))
-        if settings.pareto:
-            print(
-                "  two objectives: Optuna cannot prune a multi-objective study, so every "
-                "trial trains its full epoch budget (--pruner is not used)"
-            )
-        if session.finished_before >= settings.trials:
-            print(
-                f"Nothing to do: the study already has {session.finished_before} finished "
-                f"trials (--trials {settings.trials}). Raise --trials to run more."
-            )
-            return 0
-    started = time.monotonic()
-    if settings.workers > 1 and not settings.is_worker:
-        from .workers import spawn
-
-        code = spawn(settings, argv or [], torch.cuda.device_count())
-        if code == EXIT_INTERRUPTED or code < 0:
-            return interrupted(session)
-        stop_reason = f"a worker exited with code {code}" if code else None
-    else:
-        try:
-            stop_reason = loop(session, data, device)
-        except KeyboardInterrupt:
-            return interrupted(session)
-        except OutageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_OUTAGE
-        if settings.is_worker:
-            if stop_reason:
-                print(f"Stopped: {stop_reason}.")
-            return 1 if stop_reason and "failed" in stop_reason else 0
-    return finish(session, stop_reason, time.monotonic() - started)
-
-
-def raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def loop(session, data, device) -> str | None:
-    """This process's trials until the study is full; SIGTERM counts as Ctrl-C. A finished
-    trial's records are written while the next one trains; they are all written (or the
-    trial left RUNNING, to be retried) before this returns, Ctrl-C included."""
-    from .trial import RecordWriter, TrialRunner
-
-    progress = console.ConsoleProgress(
-        session.settings, session.objective.metric, session.finished_before
-    )
-    tally = Tally(progress, session.study)
-    records = session.settings.records
-    writer = RecordWriter(records == "background" or (records == "auto" and device.type == "cuda"))
-    runner = TrialRunner(
-        session.objective,
-        data,
-        settings=session.settings,
-        device=device,
-        tracker=session.tracker,
-        say=progress.say,
-        writer=writer,
-        on_recorded=tally.add,
-    )
-    previous = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-    try:
-        return work(
-            session, lambda trial, asked: runner(session.study, trial, asked), tally, writer
-        )
-    finally:
-        try:
-            writer.flush()
-        finally:
-            progress.close()
-            signal.signal(signal.SIGTERM, previous)
-
-
-def interrupted(session) -> int:
-    if session.tracker is not None and not session.settings.is_worker:
-        session.tracker.interrupted()
-    print(f"\n{INTERRUPTED}", file=sys.stderr)
-    return EXIT_INTERRUPTED
-
-
-def finish(session, stop_reason: str | None, seconds: float) -> int:
-    """The summary, the best encoder, the report and the next commands; the exit code."""
-    from .cells import is_experiment
-    from .publish import publish_best
-
-    settings, study, tracker = session.settings, session.study, session.tracker
-    c = counts(study)
-    best = best_trial(study)
-    summary = {
-        "finished": finished(c),
-        "complete": c[TrialState.COMPLETE],
-        "pruned": c[TrialState.PRUNED],
-        "failed": c[TrialState.FAIL],
-        "best_trial": best.number if best else None,
-        "best_value": best.values[0] if best else None,
-    }
-    print(f"\nStopped: {stop_reason}." if stop_reason else "")
-    metric = session.objective.metric
-    print("\n".join(console.summary_lines(settings.name, summary, seconds, best, metric)))
-    # Under the study lock: several processes (the same command in several shells) may end
-    # at once and write the same parent-run tags, encoder and report.
-    experiment = is_experiment(study)  # study.ablate/confirm: they publish their own tables
-    with session.lock():
-        encoder_run = None if experiment else publish_best(session, best)
-        if tracker is not None:
-            tracker.finish(summary)
-    if not experiment:
-        experiment_id = tracker.experiment_id if tracker else None
-        print("\n".join(console.commands(settings, experiment_id, encoder_run)))
-    # A timeout is a stop the user asked for; failures or a failed worker are not.
-    return 1 if stop_reason and not stop_reason.startswith("--timeout") else 0
 
 
 if __name__ == "__main__":

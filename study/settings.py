@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .stores import (
+from study.errors import UsageError
+from study.stores.locations import (
     DEFAULT_STORAGE,
     DEFAULT_TRACKING,
     StorageURL,

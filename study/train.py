@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .cli import (
+from study.cli import (
     Parser,
     add_data_dir_option,
     add_device_option,
@@ -24,9 +24,9 @@ from .cli import (
     non_negative_int,
     positive_int,
 )
-from .errors import UsageError
-from .settings import TrainSettings, from_namespace
-from .stores import check_tracking, tracking_client
+from study.errors import UsageError
+from study.settings import TrainSettings, from_namespace
+from study.stores.locations import check_tracking, tracking_client
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,9 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def log_run(s: TrainSettings, cfg: dict, spec, model, history, test: dict[str, float], data) -> str:
-    from .checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME, save
-    from .records import as_metrics, as_params, context_tags, data_inputs, epoch_metrics
-    from .tracking import experiment_id
+    from study.artifacts.checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME, save
+    from study.tracking.records import (
+        as_metrics,
+        as_params,
+        context_tags,
+        data_inputs,
+        epoch_metrics,
+    )
+    from study.tracking.runs import experiment_id
 
     client = tracking_client(s.tracking)
     exp = s.experiment or cfg.get("study") or f"{spec.objective}-{cfg.get('dataset')}"
@@ -110,9 +116,8 @@ def log_run(s: TrainSettings, cfg: dict, spec, model, history, test: dict[str, f
 def read_spec(path: Path) -> tuple[dict, object]:
     """The export file and its trial spec; usage errors name the file."""
     from objectives import TrialSpec
-
-    from . import data as data_mod
-    from .config_file import EXPORT_KEYS, read_config
+    from study.artifacts.config_file import EXPORT_KEYS, read_config
+    from study.data import loading as data_mod
 
     cfg = read_config(path)
     unknown = sorted(set(cfg) - EXPORT_KEYS)
@@ -130,7 +135,7 @@ def read_spec(path: Path) -> tuple[dict, object]:
 
 
 def from_checkpoint(s: TrainSettings, cfg: dict, spec, device):
-    from . import checkpoint
+    from study.artifacts import checkpoint
 
     uri = s.from_checkpoint or cfg.get("checkpoint_uri")
     if not uri:
@@ -174,7 +179,7 @@ def retrain(s: TrainSettings, spec, data, test, device):
 def config_tracking(cfg: dict):
     """The tracking store an export names (where its checkpoint lives), unless it was
     redacted; else ``$MLFLOW_TRACKING_URI`` or the local store."""
-    from .stores import default_tracking, parse_tracking
+    from study.stores.locations import default_tracking, parse_tracking
 
     saved = cfg.get("tracking_uri")
     if isinstance(saved, str) and "***" not in saved:
@@ -189,8 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(s: TrainSettings) -> int:
     from models import evaluate, flush_denormals, resolve_device, task_for
-
-    from . import data as data_mod
+    from study.data import loading as data_mod
 
     flush_denormals()  # before any parallel work, so that torch's threads inherit it
     cfg, spec = read_spec(s.config)

@@ -27,7 +27,7 @@ def private_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fmnist():
     """Real Fashion-MNIST splits (from the Debian package or a download, into the cache)."""
-    from study import data
+    from study.data import loading as data
 
     return data.load("fashion-mnist")
 
@@ -35,7 +35,7 @@ def fmnist():
 @pytest.fixture(scope="session")
 def fmnist_files(fmnist):
     """The four real, uncompressed Fashion-MNIST files (in the suite's cache)."""
-    from study import data
+    from study.data import loading as data
 
     return data.locate("fashion-mnist").files
 

@@ -162,7 +162,7 @@ def test_a_flat_vae_dict_of_an_older_study_rebuilds_the_same_layers(kind):
 def test_a_checkpoint_saved_before_the_composed_vae_config_loads_and_encodes_the_same():
     from pathlib import Path
 
-    from study import checkpoint
+    from study.artifacts import checkpoint
 
     fixtures = Path(__file__).parent.parent / "fixtures"
     model, spec = checkpoint.load(str(fixtures / "legacy-conv-vae.pt"))

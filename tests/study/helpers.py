@@ -24,10 +24,10 @@ class Harness:
     def __init__(self, path, small, *, pruner=None, objective="ae", **settings):
         import torch
 
-        from study.data import Dataset
+        from study.data.loading import Dataset
         from study.settings import RunSettings
-        from study.stores import parse_storage, parse_tracking
-        from study.tracking import StudyTracker
+        from study.stores.locations import parse_storage, parse_tracking
+        from study.tracking.runs import StudyTracker
 
         train, val = small
         self.settings = RunSettings(
@@ -48,7 +48,7 @@ class Harness:
         self.said = []
 
     def run(self, objective):
-        from study.trial import TrialRunner
+        from study.execution.trial import TrialRunner
 
         runner = TrialRunner(
             objective,

@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from study import ablate, run
-from study.cells import CELLS_ATTR
+from study.experiments.cells import CELLS_ATTR
 
 from .conftest import TINY, stores
 from .helpers import load

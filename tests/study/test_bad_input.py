@@ -6,7 +6,8 @@ import shutil
 import pytest
 import yaml
 
-from study import data, export, run, train
+from study import export, run, train
+from study.data import loading as data
 
 from .conftest import TINY, copy_stores, stores
 

@@ -5,9 +5,9 @@ import pytest
 from optuna.trial import TrialState
 
 from objectives import BASELINE_ATTR, OBJECTIVES, baseline_params
-from study.report import baseline_line
-from study.search import STARTUP_TRIALS, SeedAwareTPE
-from study.warm import replay
+from study.reporting.report import baseline_line
+from study.search.samplers import STARTUP_TRIALS, SeedAwareTPE
+from study.search.warm import replay
 
 from .conftest import run_study
 from .helpers import Harness, load

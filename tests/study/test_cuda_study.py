@@ -5,7 +5,8 @@ import pytest
 import torch
 import yaml
 
-from study import checkpoint, export, train
+from study import export, train
+from study.artifacts import checkpoint
 
 from .conftest import run_study, stores
 from .helpers import artifacts, load

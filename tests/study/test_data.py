@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from study import data, idx
+from study.data import idx
+from study.data import loading as data
 
 
 @pytest.fixture

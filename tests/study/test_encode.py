@@ -15,7 +15,8 @@ from PIL import Image
 
 import models as m
 from objectives import TrialSpec
-from study import checkpoint, encode, export
+from study import encode, export
+from study.artifacts import checkpoint
 from study.encode import EncodeError, Encoder
 
 from .helpers import artifacts, load
@@ -369,7 +370,7 @@ def test_registered_models_load_with_mlflow_alone(classifier_study):
 def test_the_alias_moves_when_another_trial_becomes_the_best(study_copy):
     from mlflow import MlflowClient
 
-    from study.registry import register_best
+    from study.tracking.registry import register_best
 
     uri = f"sqlite:///{study_copy}/mlflow.db"
     study, client, *_ = load(study_copy)
@@ -396,7 +397,7 @@ def test_logging_a_model_leaves_the_callers_model_where_and_as_it_was(tmp_path):
     from mlflow import MlflowClient
 
     from models import MLPAEConfig, build_model
-    from study.registry import log_model
+    from study.tracking.registry import log_model
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     experiment = client.create_experiment("e", artifact_location=str(tmp_path / "artifacts"))
@@ -421,7 +422,7 @@ def test_logging_models_skips_mlflows_scan_of_every_installed_package(tmp_path):
         from mlflow import MlflowClient
         from mlflow.utils import environment, requirements_utils
         from models import MLPAEConfig, build_model
-        from study.registry import log_model, pip_requirements
+        from study.tracking.registry import log_model, pip_requirements
 
         check = environment.warn_dependency_requirement_mismatches
         client = MlflowClient(tracking_uri="sqlite:///{tmp_path}/mlflow.db")

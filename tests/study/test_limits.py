@@ -8,7 +8,7 @@ import pytest
 
 from study import run
 from study.errors import UsageError
-from study.session import with_limits
+from study.execution.session import with_limits
 from study.settings import DATA_ATTR, LIMIT_TRAIN, LIMIT_VAL, RunSettings
 
 from .conftest import copy_stores

@@ -8,7 +8,7 @@ import pytest
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
-from study import optuna_internals as internals
+from study.stores import optuna_internals as internals
 
 
 def test_the_private_attributes_are_still_there():
@@ -44,7 +44,7 @@ def test_the_harness_reads_finished_trials_once_and_unfinished_ones_each_time(tm
     not finished still show, and finished trials are not fetched again."""
     from optuna.storages import _CachedStorage
 
-    from study.stores import open_storage, parse_storage
+    from study.stores.locations import open_storage, parse_storage
 
     url = f"sqlite:///{tmp_path}/o.db"
     storage = open_storage(parse_storage(url), heartbeat=60)

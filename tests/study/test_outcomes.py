@@ -88,7 +88,7 @@ def test_a_run_its_trial_never_recorded_is_closed_once_the_trial_has_ended(harne
     trial: once the trial has ended, the next worker closes that run too."""
     from optuna.trial import TrialState
 
-    from study.outage import OutageError
+    from study.stores.outage import OutageError
 
     path, make = harness
     h, objective = make(optuna.pruners.NopPruner(), OBJECTIVES["ae"])

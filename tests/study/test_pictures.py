@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from study import pictures
+from study.tracking import pictures
 
 
 def codes(fmnist, n=1500):
@@ -198,7 +198,7 @@ def test_drawing_the_grid_does_not_import_torchvision(tmp_path):
     """A worker that never downloads data never needs torchvision (~0.1-0.2 s to import)."""
     code = f"""
 import sys, torch
-from study import pictures
+from study.tracking import pictures
 
 class Same(torch.nn.Module):
     def encode(self, x):

@@ -22,7 +22,7 @@ from .test_reliability import ARGS, MLP, NAME, SLOW, _finish, _prepare
 # told) announce themselves in $MARKER and then wait for $RELEASE to exist.
 HELD_RECORDS = """
 import os, pathlib, runpy, signal, sys, time
-import study.tracking as tracking
+import study.tracking.runs as tracking
 marker, release = pathlib.Path(os.environ["MARKER"]), pathlib.Path(os.environ["RELEASE"])
 pictures = tracking.TrialRun._pictures
 def held(self, tmp):
@@ -33,7 +33,7 @@ def held(self, tmp):
     return pictures(self, tmp)
 tracking.TrialRun._pictures = held
 if os.environ.get("WAITING"):  # announce when the next trial starts waiting for the records
-    import study.writer as writer
+    import study.tracking.writer as writer
     waiting, wait = pathlib.Path(os.environ["WAITING"]), writer.RecordWriter.wait
     def announced(self):
         if self.thread is not None and marker.exists():
@@ -202,7 +202,7 @@ def test_each_trial_is_sampled_before_the_last_is_told_however_records_are_writt
 def test_pictures_that_fail_are_said_once_tagged_on_every_run_and_the_study_goes_on(
     tmp_path, monkeypatch, capsys
 ):
-    from study import pictures
+    from study.tracking import pictures
 
     from .conftest import run_study
 

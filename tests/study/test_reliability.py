@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from study import run
-from study.scheduler import MAX_FAILURES_IN_A_ROW
+from study.execution.scheduler import MAX_FAILURES_IN_A_ROW
 
 from .conftest import stores
 from .helpers import Harness, artifacts, load

@@ -5,7 +5,9 @@ import re
 import pytest
 
 from objectives.seeds import SEED_ATTR, seed_spec
-from study import report, report_plots, report_tables
+from study import report
+from study.reporting import plots as report_plots
+from study.reporting import tables as report_tables
 
 from .conftest import run_study
 from .helpers import artifacts, load
@@ -135,7 +137,7 @@ def test_importances_with_conditional_parameters(tmp_path):
 
 
 def test_every_trial_says_where_its_time_went_and_the_report_sums_it(classifier_study):
-    from study.timing import ACTIVITIES, LABELS
+    from study.tracking.timing import ACTIVITIES, LABELS
 
     study, client, _, runs = load(classifier_study)
     by_id = {r.info.run_id: r for r in runs}
@@ -162,7 +164,7 @@ def test_drawing_parameters_counts_as_sampling_and_reporting_as_storage():
     bookkeeping; reports and pruning reads are Optuna storage calls."""
     import optuna
 
-    from study.timing import Breakdown, TimedTrial
+    from study.tracking.timing import Breakdown, TimedTrial
 
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=2))
     for v in (0.1, 0.9):

@@ -4,7 +4,8 @@ import yaml
 
 from models import flush_denormals
 from objectives import TrialSpec
-from study import data, export, run, train
+from study import export, run, train
+from study.data import loading as data
 
 from .conftest import TINY, run_study, stores
 from .helpers import artifacts, load

@@ -17,7 +17,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from study import checkpoint
+from study.artifacts import checkpoint
 from tests.servers import mlflow_server, postgres, wait_until
 
 from . import stall

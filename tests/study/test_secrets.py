@@ -7,9 +7,9 @@ import pytest
 import objectives
 from objectives import Objective
 from study import run
-from study.secrets import redact, scrub, secrets_in
 from study.settings import RunSettings, record
-from study.stores import parse_storage, parse_tracking
+from study.stores.locations import parse_storage, parse_tracking
+from study.stores.secrets import redact, scrub, secrets_in
 
 from .conftest import TINY, stores
 from .helpers import artifacts, load
@@ -96,7 +96,7 @@ def test_a_trial_whose_error_quotes_a_secret_records_it_scrubbed(tmp_path, monke
 
 
 def test_a_bug_s_traceback_is_printed_without_the_credentials(tmp_path, monkeypatch, capsys):
-    from study import session
+    from study.execution import session
 
     def broken(*args, **kwargs):
         raise RuntimeError(f"unexpected: connecting as u:{SECRET}")

@@ -6,10 +6,10 @@ import optuna
 import pytest
 
 from objectives import OBJECTIVES
-from study import trial as trial_mod
-from study.scheduler import Heartbeat
-from study.stores import open_storage
-from study.tracking import RESUME_DIR, TrialRun
+from study.execution import trial as trial_mod
+from study.execution.scheduler import Heartbeat
+from study.stores.locations import open_storage
+from study.tracking.runs import RESUME_DIR, TrialRun
 
 from .helpers import Harness, artifacts, load
 

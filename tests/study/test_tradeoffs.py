@@ -7,7 +7,7 @@ import yaml
 
 from objectives import TrialSpec
 from study import export, run
-from study.costs import param_count
+from study.search.costs import param_count
 
 from .conftest import TINY, copy_stores, run_study, stores
 from .helpers import load

@@ -7,7 +7,7 @@ import sys
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput
 
-from study.records import log_inputs
+from study.tracking.records import log_inputs
 
 from .conftest import TINY, stores
 from .helpers import load

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from study import run
+from study.execution.workers import assign_devices, gpu_ids, worker_argv, worker_envs
 from study.settings import RunSettings
-from study.workers import assign_devices, gpu_ids, worker_argv, worker_envs
 
 from .conftest import TINY, stores
 from .helpers import load

@@ -1,0 +1,1 @@
+"""The data sets: finding, checking and loading the IDX files of Fashion-MNIST and MNIST (``idx``), and the fixed train/validation split (``loading``). ``python -m study.data`` checks (or fetches) them."""

@@ -1,0 +1,1 @@
+"""Running a study: opening it (``session``), the ask/tell loop under the study lock with heartbeats and recovery (``scheduler``), one trial's life (``trial``, ``reporter``), a process's run from start to summary (``loop``), the printed progress (``console``), what a session leaves behind (``publish``) and ``--workers`` processes (``workers``)."""

@@ -1,0 +1,1 @@
+"""Controlled experiments as studies of fixed cells (``cells``): the factors an ablation varies (``factors``), the plans of ``study.ablate`` and ``study.confirm`` (``ablation``, ``confirmation``) and the statistics over seeds (``stats``)."""

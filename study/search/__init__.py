@@ -1,0 +1,1 @@
+"""How a study searches: the sampler and pruner (``samplers``), warm starts (``warm``), what a trial costs and the budgets on it (``costs``), and which trials count and which is best (``results``)."""

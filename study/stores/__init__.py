@@ -1,0 +1,1 @@
+"""Where a study's state lives and how to reach it: the storage and tracking URLs parsed once (``locations``), credentials kept out of every record (``secrets``), riding out a server outage (``outage``, ``resilient``), and the few Optuna internals the harness needs, behind one adapter (``optuna_internals``)."""

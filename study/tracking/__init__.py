@@ -1,0 +1,1 @@
+"""MLflow tracking: one experiment and parent run per study, a nested run per trial (``runs``), what a run records (``records``), written beside training (``writer``), the model registry (``registry``), pictures (``pictures``), optuna-dashboard artifacts (``optuna_artifacts``) and where a trial's time goes (``timing``)."""
