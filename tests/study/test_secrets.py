@@ -7,6 +7,7 @@ import pytest
 import objectives
 from objectives import Objective
 from study import run
+from study.execution import loop
 from study.settings import RunSettings, record
 from study.stores.locations import parse_storage, parse_tracking
 from study.stores.secrets import redact, scrub, secrets_in
@@ -103,7 +104,7 @@ def test_a_bug_s_traceback_is_printed_without_the_credentials(tmp_path, monkeypa
 
     monkeypatch.setattr(session, "open_session", broken)
     url = f"postgresql://u:{SECRET}@127.0.0.1:1/x"
-    monkeypatch.setattr(run, "check_storage", lambda s: None)
+    monkeypatch.setattr(loop, "check_storage", lambda s: None)
     argv = [*TINY, "--storage", url, "--tracking-uri", "none"]
     assert run.main(argv) == 1
     err = capsys.readouterr().err
