@@ -1,13 +1,5 @@
-"""``python -m study.report``: plots and a short report that make a study explain itself.
-
-Written at the end of every ``study.run`` (unless ``--no-report``) and on demand: Optuna's
-optimisation history, parameter importances, parallel coordinates, intermediate values and
-a slice + contour of the two most important parameters; tables that answer the seed
-write-ups' questions with this study's numbers and trial counts; the seed systems beside
-the best trial found; the best trial's pictures. ``report.md`` links the PNGs,
-``report.html`` embeds them (one self-contained file); all of it is logged to the study's
-parent MLflow run under ``report/``.
-"""
+"""``python -m study.report``: write a study's report on demand (``study.reporting.report``
+says what is in it; ``study.run`` writes it at the end unless ``--no-report``)."""
 
 from __future__ import annotations
 
