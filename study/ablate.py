@@ -17,7 +17,7 @@ from study import experiment_cli
 from study.cli import Parser, entry, non_negative_int, positive_int
 from study.experiments import ablation, factors
 from study.reporting.experiments import ablation_markdown
-from study.settings import RunSettings
+from study.settings import AblateSettings, RunSettings, from_namespace
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 @entry
 def main(argv: list[str] | None = None) -> int:
-    return experiment_cli.run(
-        build_parser().parse_args(argv), ablation.plan, ablation_markdown, ablation.intro
-    )
+    exp = from_namespace(AblateSettings, build_parser().parse_args(argv))
+    return experiment_cli.run(exp, ablation.plan, ablation_markdown)
 
 
 if __name__ == "__main__":

@@ -171,18 +171,18 @@ def entry(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
         quiet_libraries()
-        secrets = secrets_in(*(sys.argv[1:] if argv is None else argv))
+        args = list(sys.argv[1:] if argv is None else argv)
         try:
             return main(argv)
         except (UsageError, ConfigError) as e:
-            line = scrub(" ".join(str(e).split()), secrets)  # always one line
+            line = scrub(" ".join(str(e).split()), secrets_in(*args))  # always one line
             print(f"error: {line}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:  # before or between trials: nothing to close
             print("\nInterrupted.", file=sys.stderr)
             return EXIT_INTERRUPTED
         except Exception:  # a bug: its traceback, with no credential in it
-            print(scrub(traceback.format_exc(), secrets), file=sys.stderr, end="")
+            print(scrub(traceback.format_exc(), secrets_in(*args)), file=sys.stderr, end="")
             return 1
 
     return wrapper

@@ -16,6 +16,7 @@ from study import experiment_cli
 from study.cli import Parser, entry, non_negative_int, positive_int
 from study.experiments import confirmation
 from study.reporting.experiments import confirmation_markdown
+from study.settings import ConfirmSettings, from_namespace
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=positive_int, default=3, help="runs per configuration (default: 3)"
     )
-    p.add_argument("--seed", type=non_negative_int, default=confirmation.FIRST_SEED,
+    p.add_argument("--seed", type=non_negative_int, default=ConfirmSettings.seed,
                    help="first training seed (default: %(default)s)")  # fmt: skip
     p.add_argument("--test", action="store_true", help="also score each run on the test split")
     experiment_cli.add_options(p, limits_from_trials=True)
@@ -37,12 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 @entry
 def main(argv: list[str] | None = None) -> int:
-    return experiment_cli.run(
-        build_parser().parse_args(argv),
-        confirmation.plan,
-        confirmation_markdown,
-        confirmation.intro,
-    )
+    exp = from_namespace(ConfirmSettings, build_parser().parse_args(argv))
+    return experiment_cli.run(exp, confirmation.plan, confirmation_markdown)
 
 
 if __name__ == "__main__":

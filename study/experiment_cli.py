@@ -14,7 +14,7 @@ from study.cli import (
     positive_int,
 )
 from study.experiments import cells
-from study.settings import LIMIT_TRAIN, LIMIT_VAL, RunSettings, StudyRef
+from study.settings import LIMIT_TRAIN, LIMIT_VAL, ExperimentSettings, RunSettings
 from study.stores.locations import DEFAULT_STORAGE, check_storage, check_tracking
 
 
@@ -51,27 +51,27 @@ def add_options(p: argparse.ArgumentParser, *, limits_from_trials: bool = False)
     )
 
 
-def run(ns: argparse.Namespace, plan: Callable, markdown: Callable, intro: Callable) -> int:
+def run(exp: ExperimentSettings, plan: Callable, markdown: Callable) -> int:
     """Check everything, plan the cells, run what is missing, print and publish the table.
 
-    ``plan(ns, source) -> (settings, cells, about)``; ``markdown(study, metric) -> str``;
-    ``intro(name, about, cells) -> str`` is the first line printed.
+    ``plan(exp, source) -> (run settings, cells, about)``, where ``about`` (an ``Ablation``
+    or a ``Confirmation``) has ``intro(name, runs)``, the first line printed;
+    ``markdown(study, metric) -> str``.
     """
     from models import resolve_device
     from study.data.loading import load
     from study.execution.loop import run_study
     from study.stores.studies import existing_study
 
-    check_storage(ns.storage)
-    check_tracking(ns.tracking)
-    ref = StudyRef(ns.objective, ns.dataset, ns.study_name, ns.storage, ns.tracking)
-    source = existing_study(ref)
-    settings, planned, about = plan(ns, source)
+    check_storage(exp.storage)
+    check_tracking(exp.tracking)
+    source = existing_study(exp)
+    settings, planned, about = plan(exp, source)
     resolve_device(settings.device)
     load(settings.dataset, settings.data_dir)  # the data checked before any store changes
-    print(intro(ref.name, about, planned))
+    print(about.intro(exp.name, len(planned)))
     study = cells.open_experiment(settings, source, planned, about)
-    code = run_study(settings, argv=cells.experiment_argv(settings))
+    code = run_study(settings)
     text = markdown(study, source.user_attrs.get("metric", "value"))
     print()
     print(text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from study.cli import (
     Parser,
@@ -22,11 +23,19 @@ from study.cli import (
     positive_int,
 )
 from study.execution.loop import run_study
+from study.execution.workers import WORKER_OPTION
 from study.search.samplers import PRUNERS, SAMPLERS
-from study.search.warm import add_start_options
-from study.settings import LIMIT_TRAIN, LIMIT_VAL, RunSettings, from_namespace, seed_choice
+from study.settings import (
+    LIMIT_TRAIN,
+    LIMIT_VAL,
+    RunSettings,
+    from_namespace,
+    loads,
+    seed_choice,
+)
 from study.stores.locations import DEFAULT_STORAGE
 from study.stores.outage import EXIT_OUTAGE
+from study.stores.secrets import remember
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,8 +202,45 @@ def add_worker_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
         "becomes unreachable (a restart, a failover) before this worker stops with exit code "
         f"{EXIT_OUTAGE} (default: %(default)s)",
     )
-    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def add_start_options(p: argparse.ArgumentParser) -> None:
+    """``study.run``'s options for what runs first or is known before the search: seed
+    systems, configs, another study, the baseline."""
+    p.add_argument(
+        "--enqueue-seeds",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="NAMES",
+        help="enqueue the seed systems (SEEDS.md) as the study's first trials: all that fit "
+        "the objective, or a comma-separated list of preset names; each is enqueued once",
+    )
+    p.add_argument(
+        "--enqueue-config",
+        dest="enqueue_configs",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="run this exported configuration (study.export's file) first; repeatable; "
+        "each is queued once",
+    )
+    p.add_argument(
+        "--warm-start",
+        default=None,
+        metavar="STUDY",
+        help="copy the finished trials of another study of the same objective in the same "
+        "storage into this one's history (not counted in --trials, never re-trained)",
+    )
+    p.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="do not run the objective's baseline (a textbook configuration, "
+        "objectives/baselines.py) as a new study's first trial",
+    )
 
 
 def settings_from_argv(argv: list[str]) -> RunSettings:
@@ -210,7 +256,12 @@ def settings_from_argv(argv: list[str]) -> RunSettings:
 @entry
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_study(settings_from_argv(argv), argv=argv)
+    if argv == [WORKER_OPTION]:  # one of --workers' processes: its settings on stdin
+        settings = loads(sys.stdin.read())
+        remember(settings.storage.url, settings.tracking.url)
+    else:
+        settings = settings_from_argv(argv)
+    return run_study(settings)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,35 @@ class RunSettings(StudyRef):
         return self.worker_index is not None
 
 
+# How a RunSettings crosses a process boundary (``--workers`` hands it to each worker on its
+# stdin): JSON, with the store URLs whole (they were parsed once already) and tuples as lists.
+_FROM_JSON = {
+    "storage": parse_storage,
+    "tracking": parse_tracking,
+    "enqueue_seeds": tuple,
+    "enqueue_configs": lambda paths: tuple(map(Path, paths)),
+}
+
+
+def dumps(settings: RunSettings) -> str:
+    """``settings`` as JSON for another process (the URLs whole: never log this text)."""
+    out = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, (StorageURL, TrackingURL)):
+            value = value.url
+        elif isinstance(value, tuple):
+            value = [str(v) for v in value]
+        out[f.name] = value
+    return json.dumps(out)
+
+
+def loads(text: str) -> RunSettings:
+    """The RunSettings ``dumps`` wrote."""
+    values = json.loads(text)
+    return RunSettings(**{k: _FROM_JSON.get(k, lambda v: v)(v) for k, v in values.items()})
+
+
 def seed_choice(text: str | None, objective: str) -> tuple[str, ...]:
     """``--enqueue-seeds`` (``all`` or a comma-separated list) checked against the objective."""
     from objectives import seed_names
@@ -138,6 +168,43 @@ def seed_choice(text: str | None, objective: str) -> tuple[str, ...]:
             f"objective's seeds {allowed} (or leave NAMES out for all)"
         )
     return tuple(names)
+
+
+@dataclass(frozen=True)
+class ExperimentSettings(StudyRef):
+    """What ``study.ablate`` and ``study.confirm`` share: the study experimented on, the
+    seeds, and the runs' data, device and workers (their other options are the run's)."""
+
+    seeds: int = 3
+    seed: int = 0  # the first training seed; the runs use seed, seed + 1, ...
+    limit_train: int | None = None  # None: see each command's --help
+    limit_val: int | None = None
+    device: str = "auto"
+    data_dir: str | None = None
+    workers: int = 1
+    heartbeat: int = 30
+
+
+@dataclass(frozen=True)
+class AblateSettings(ExperimentSettings):
+    """``python -m study.ablate``: one factor of trial ``trial`` (None: the best) varied."""
+
+    factor: str = "freeze"
+    trial: int | None = None
+    levels: str | None = None  # --levels as given; None: the factor's defaults
+    epochs: int = 8
+
+
+CONFIRM_FIRST_SEED = 1000  # away from the trials' own seeds (--seed + trial number)
+
+
+@dataclass(frozen=True)
+class ConfirmSettings(ExperimentSettings):
+    """``python -m study.confirm``: the ``top`` best configurations retrained."""
+
+    seed: int = CONFIRM_FIRST_SEED
+    top: int = 3
+    test: bool = False
 
 
 @dataclass(frozen=True)

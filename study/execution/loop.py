@@ -21,11 +21,8 @@ from study.stores.outage import EXIT_OUTAGE, OutageError
 INTERRUPTED = "Interrupted: finished trials are saved; re-run the same command to continue."
 
 
-def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
-    """Run (or resume) the study ``settings`` describes; the process's exit code.
-
-    ``argv`` is the command line, which ``--workers`` hands on to each worker.
-    """
+def run_study(settings: RunSettings) -> int:
+    """Run (or resume) the study ``settings`` describes; the process's exit code."""
     import torch
 
     from models import flush_denormals, resolve_device
@@ -63,7 +60,7 @@ def run_study(settings: RunSettings, *, argv: list[str] | None = None) -> int:
     if settings.workers > 1 and not settings.is_worker:
         from study.execution.workers import spawn
 
-        code = spawn(settings, argv or [], torch.cuda.device_count())
+        code = spawn(settings, torch.cuda.device_count())
         if code == EXIT_INTERRUPTED or code < 0:
             return interrupted(session)
         stop = Stop(StopKind.WORKER_FAILED, f"a worker exited with code {code}") if code else FULL

@@ -1,5 +1,6 @@
-"""``--workers N``: N copies of the same ``study.run`` command on this machine, each with its
-own device (and torch threads), their output relayed with a ``[worker i]`` prefix."""
+"""``--workers N``: N worker processes of the same study on this machine, each handed the
+study's frozen settings (``study.settings.dumps``) with its own index, device and torch
+threads, their output relayed with a ``[worker i]`` prefix."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 
-from study.settings import RunSettings
+from study.settings import RunSettings, dumps
+
+# ``python -m study.run WORKER_OPTION``: a worker of ``--workers``, its settings on stdin.
+WORKER_OPTION = "--worker-settings-on-stdin"
 
 
 def gpu_ids(visible: str | None, count: int) -> list[str]:
@@ -27,19 +32,6 @@ def assign_devices(workers: int, per_gpu: int, gpus: list[str]) -> list[str | No
     return [gpus[(i // per_gpu) % len(gpus)] for i in range(workers)]
 
 
-def worker_argv(argv: list[str]) -> list[str]:
-    """The command line without ``--workers`` (each worker runs the study itself)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--workers":
-            skip = True
-        elif not a.startswith("--workers="):
-            out.append(a)
-    return out
-
-
 def worker_envs(settings: RunSettings, gpu_count: int) -> list[dict[str, str]]:
     """Each worker's environment: its GPU (when the device may be a CUDA one)."""
     gpus = gpu_ids(os.environ.get("CUDA_VISIBLE_DEVICES"), gpu_count)
@@ -54,22 +46,24 @@ def worker_envs(settings: RunSettings, gpu_count: int) -> list[dict[str, str]]:
     return envs
 
 
-def spawn(settings: RunSettings, argv: list[str], gpu_count: int) -> int:
-    """Start the workers on the same study, relay their output, forward Ctrl-C/SIGTERM;
-    the exit code that matters most (non-zero wins, the largest in size)."""
+def spawn(settings: RunSettings, gpu_count: int) -> int:
+    """Start the workers on the same study, each handed ``settings`` (as its own worker, with
+    its share of the torch threads); relay their output, forward Ctrl-C/SIGTERM; the exit
+    code that matters most (non-zero wins, the largest in size)."""
     threads = max(1, (os.cpu_count() or 1) // settings.workers)
-    base = worker_argv(argv)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "study.run", *base]
-            + ["--worker-index", str(i), "--threads", str(threads)],
+    procs = []
+    for i, env in enumerate(worker_envs(settings, gpu_count)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "study.run", WORKER_OPTION],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
         )
-        for i, env in enumerate(worker_envs(settings, gpu_count))
-    ]
+        proc.stdin.write(dumps(replace(settings, worker_index=i, threads=threads)))
+        proc.stdin.close()
+        procs.append(proc)
 
     def relay(i: int, proc: subprocess.Popen) -> None:
         for line in proc.stdout:

@@ -3,13 +3,14 @@ over its levels, each level trained with the same seeds, as cells."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from objectives import TrialSpec
 from study.errors import UsageError
 from study.experiments import cells, factors
 from study.search.results import best_trial
-from study.settings import RunSettings, StudyRef, from_namespace
+from study.settings import AblateSettings, RunSettings
 
 REPORT_PREFIX = "ablate-"
 
@@ -35,59 +36,53 @@ def chosen_trial(study, number: int | None):
     return trial
 
 
-def plan(ns, source) -> tuple[RunSettings, list[cells.Cell], dict[str, Any]]:
+@dataclass(frozen=True)
+class Ablation:
+    """What an ablation is about, kept on its study (user attribute ``experiment``)."""
+
+    factor: str
+    question: str
+    trial: int
+    own_level: Any
+    levels: list
+    seeds: int
+
+    def to_attr(self) -> dict[str, Any]:
+        return {"kind": "ablate", **asdict(self)}
+
+    @classmethod
+    def from_attr(cls, attr: dict[str, Any]) -> Ablation:
+        return cls(**{f.name: attr[f.name] for f in fields(cls)})
+
+    def intro(self, name: str, runs: int) -> str:
+        levels = ", ".join(map(str, self.levels))
+        return (
+            f"Ablating {self.factor} on trial {self.trial} of {name}: levels {levels} x "
+            f"{self.seeds} seeds = {runs} runs"
+        )
+
+
+def plan(exp: AblateSettings, source) -> tuple[RunSettings, list[cells.Cell], Ablation]:
     """The experiment's settings, its cells and what it is about; usage errors first."""
-    if ns.seeds < 2:
+    if exp.seeds < 2:
         raise UsageError(
-            f"--seeds {ns.seeds}: an interval over seeds needs at least 2 runs per level "
+            f"--seeds {exp.seeds}: an interval over seeds needs at least 2 runs per level "
             "(3 or more for a useful one)"
         )
-    trial = chosen_trial(source, ns.trial)
+    trial = chosen_trial(source, exp.trial)
     base = TrialSpec.from_dict(trial.user_attrs["spec"])
-    f = factors.factor(ns.factor, base.model)
-    levels = factors.levels(f, base.model, ns.levels)
+    f = factors.factor(exp.factor, base.model)
+    levels = factors.levels(f, base.model, exp.levels)
     planned = []
     for level in levels:
         try:
-            spec = cells.with_epochs(factors.vary(f, base, level), ns.epochs)
+            spec = cells.with_epochs(factors.vary(f, base, level), exp.epochs)
         except ValueError as e:  # a config the models refuse (ConfigError)
             raise UsageError(f"--factor {f.name} at level {level!r}: {e}") from None
-        for k in range(ns.seeds):
-            planned.append(
-                cells.Cell(
-                    f"ablate-{f.name}-{level}-seed{ns.seed + k}",
-                    spec,
-                    ns.seed + k,
-                    {"factor": f.name, "level": level},
-                )
-            )
-    about = {
-        "kind": "ablate",
-        "factor": f.name,
-        "question": f.question,
-        "trial": trial.number,
-        "own_level": f.level_of(base.model),
-        "levels": levels,
-        "seeds": ns.seeds,
-    }
-    ref = StudyRef(ns.objective, ns.dataset, ns.study_name, ns.storage, ns.tracking)
-    settings = from_namespace(
-        RunSettings,
-        ns,
-        objective=source.user_attrs.get("objective", ns.objective),
-        dataset=source.user_attrs.get("dataset", ns.dataset),
-        study_name=f"{ref.name}-ablate-{f.name}",
-        trials=len(planned),
-        pruner="none",
-        report=False,
-        baseline=False,  # an experiment runs its cells only
-    )
+        for k in range(exp.seeds):
+            seed = exp.seed + k
+            labels = {"factor": f.name, "level": level}
+            planned.append(cells.Cell(f"ablate-{f.name}-{level}-seed{seed}", spec, seed, labels))
+    about = Ablation(f.name, f.question, trial.number, f.level_of(base.model), levels, exp.seeds)
+    settings = cells.run_settings(exp, source, f"ablate-{f.name}", len(planned), epochs=exp.epochs)
     return settings, planned, about
-
-
-def intro(name: str, about: dict, planned: list) -> str:
-    levels = ", ".join(map(str, about["levels"]))
-    return (
-        f"Ablating {about['factor']} on trial {about['trial']} of {name}: levels {levels} x "
-        f"{about['seeds']} seeds = {len(planned)} runs"
-    )

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from objectives import CELL_ATTR, TrialSpec
 from study.errors import UsageError
-from study.settings import RunSettings
+from study.settings import ExperimentSettings, RunSettings
 from study.stores.locations import StudyLock, open_storage
 from study.tracking.runs import EXPERIMENT_ATTR, PARENT_ATTR
 
@@ -52,10 +52,11 @@ def with_epochs(spec: TrialSpec, epochs: int) -> TrialSpec:
 
 
 def open_experiment(
-    settings: RunSettings, source: optuna.Study, cells: list[Cell], about: dict[str, Any]
+    settings: RunSettings, source: optuna.Study, cells: list[Cell], about: Any
 ) -> optuna.Study:
     """Create (or resume) the experiment's study ``settings.name`` beside ``source`` and
-    queue its cells that have not run. A resumed experiment must plan the same cells."""
+    queue its cells that have not run. A resumed experiment must plan the same cells.
+    ``about`` (an ``Ablation`` or ``Confirmation``) is kept as the study's ``experiment``."""
     storage = open_storage(settings.storage)
     planned = [c.to_attr() for c in cells]
     with StudyLock(settings.storage, settings.name)():
@@ -75,7 +76,7 @@ def open_experiment(
             **{k: source.user_attrs[k] for k in IDENTITY if k in source.user_attrs},
             SOURCE_ATTR: source.study_name,
             EXPERIMENT_ATTR: source.user_attrs.get(EXPERIMENT_ATTR, source.study_name),
-            "experiment": about,
+            "experiment": about.to_attr(),
             CELLS_ATTR: planned,
         }
         for key, value in attrs.items():
@@ -130,24 +131,30 @@ def results(study: optuna.Study) -> list[tuple[dict[str, Any], float]]:
     return [(c, done[c["name"]]) for c in study.user_attrs.get(CELLS_ATTR, []) if c["name"] in done]
 
 
-def experiment_argv(settings: RunSettings) -> list[str]:
-    """``study.run``'s command line for the experiment's study: what ``--workers`` hands on
-    to each worker process."""
-    argv = ["--objective", settings.objective, "--dataset", settings.dataset]
-    argv += ["--study-name", settings.name, "--storage", settings.storage.url]
-    argv += ["--tracking-uri", settings.tracking.url, "--trials", str(settings.trials)]
-    argv += ["--epochs", str(settings.epochs), "--device", settings.device]
-    for option, limit in (
-        ("--limit-train", settings.limit_train),
-        ("--limit-val", settings.limit_val),
-    ):
-        if limit is not None:  # None: the study's own (each worker finds them there)
-            argv += [option, str(limit)]
-    argv += ["--pruner", "none", "--no-report", "--workers", str(settings.workers)]
-    argv += ["--outage-wait", str(settings.outage_wait), "--heartbeat", str(settings.heartbeat)]
-    if settings.data_dir:
-        argv += ["--data-dir", settings.data_dir]
-    return argv
+def run_settings(exp: ExperimentSettings, source: optuna.Study, suffix: str, trials: int,
+                 **fields: Any) -> RunSettings:  # fmt: skip
+    """The settings ``study.run``'s loop runs the experiment ``STUDY-suffix`` with: its cells
+    only (no baseline), never pruned, no study report; on the source study's objective and
+    data, with the experiment's stores, seeds, data limits, device and workers."""
+    return RunSettings(
+        objective=source.user_attrs.get("objective", exp.objective),
+        dataset=source.user_attrs.get("dataset", exp.dataset),
+        study_name=f"{exp.name}-{suffix}",
+        storage=exp.storage,
+        tracking=exp.tracking,
+        trials=trials,
+        seed=exp.seed,
+        limit_train=exp.limit_train,
+        limit_val=exp.limit_val,
+        device=exp.device,
+        data_dir=exp.data_dir,
+        workers=exp.workers,
+        heartbeat=exp.heartbeat,
+        pruner="none",
+        report=False,
+        baseline=False,
+        **fields,
+    )
 
 
 def publish(study: optuna.Study, settings: RunSettings, text: str) -> Path:

@@ -3,6 +3,7 @@ configurations, each retrained with S new seeds, as cells."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from optuna.trial import TrialState
@@ -11,12 +12,15 @@ from objectives import TrialSpec
 from study.errors import UsageError
 from study.experiments import cells
 from study.search.results import countable, maximizing, primary
-from study.settings import DATA_ATTR, LIMIT_TRAIN, LIMIT_VAL, RunSettings, StudyRef, from_namespace
+from study.settings import (
+    DATA_ATTR,
+    LIMIT_TRAIN,
+    LIMIT_VAL,
+    ConfirmSettings,
+    RunSettings,
+)
 
 SUFFIX = "confirm"
-
-
-FIRST_SEED = 1000  # away from the trials' own seeds (--seed + trial number)
 
 
 def top_trials(study, k: int) -> list:
@@ -33,51 +37,51 @@ def top_trials(study, k: int) -> list:
     return sorted(done, key=primary, reverse=maximizing(study))[:k]
 
 
-def plan(ns, source) -> tuple[RunSettings, list[cells.Cell], dict[str, Any]]:
-    if ns.seeds < 2:
-        raise UsageError(
-            f"--seeds {ns.seeds}: a spread over seeds needs at least 2 runs per configuration"
+@dataclass(frozen=True)
+class Confirmation:
+    """What a confirmation is about, kept on its study (user attribute ``experiment``):
+    the trials retrained and their own values."""
+
+    trials: list[int]
+    values: list[float]
+    seeds: int
+    test: bool
+
+    def to_attr(self) -> dict[str, Any]:
+        return {"kind": "confirm", **asdict(self)}
+
+    @classmethod
+    def from_attr(cls, attr: dict[str, Any]) -> Confirmation:
+        return cls(**{f.name: attr[f.name] for f in fields(cls)})
+
+    def intro(self, name: str, runs: int) -> str:
+        trials = ", ".join(map(str, self.trials))
+        return (
+            f"Confirming trials {trials} of {name} with {self.seeds} new seeds each = {runs} runs"
         )
-    trials = top_trials(source, ns.top)
+
+
+def plan(exp: ConfirmSettings, source) -> tuple[RunSettings, list[cells.Cell], Confirmation]:
+    """The experiment's settings, its cells and what it is about; usage errors first."""
+    if exp.seeds < 2:
+        raise UsageError(
+            f"--seeds {exp.seeds}: a spread over seeds needs at least 2 runs per configuration"
+        )
+    trials = top_trials(source, exp.top)
     planned = []
     for t in trials:
         spec = TrialSpec.from_dict(t.user_attrs["spec"])
-        for k in range(ns.seeds):
-            seed = ns.seed + k
-            labels = {"trial": t.number, "test": ns.test}
+        for k in range(exp.seeds):
+            seed = exp.seed + k
+            labels = {"trial": t.number, "test": exp.test}
             planned.append(cells.Cell(f"confirm-trial-{t.number}-seed{seed}", spec, seed, labels))
-    about = {
-        "kind": "confirm",
-        "trials": [t.number for t in trials],
-        "values": [primary(t) for t in trials],
-        "seeds": ns.seeds,
-        "test": ns.test,
-    }
-    ref = StudyRef(ns.objective, ns.dataset, ns.study_name, ns.storage, ns.tracking)
+    about = Confirmation([t.number for t in trials], [primary(t) for t in trials], exp.seeds,
+                         exp.test)  # fmt: skip
     epochs = max(TrialSpec.from_dict(t.user_attrs["spec"]).train.epochs for t in trials)
     seen = trials[0].user_attrs.get(DATA_ATTR, {})  # the images the best trial saw
-    settings = from_namespace(
-        RunSettings,
-        ns,
-        limit_train=ns.limit_train
-        if ns.limit_train is not None
-        else seen.get("train", LIMIT_TRAIN),
-        limit_val=ns.limit_val if ns.limit_val is not None else seen.get("val", LIMIT_VAL),
-        objective=source.user_attrs.get("objective", ns.objective),
-        dataset=source.user_attrs.get("dataset", ns.dataset),
-        study_name=f"{ref.name}-{SUFFIX}",
-        trials=len(planned),
-        epochs=epochs,
-        pruner="none",
-        report=False,
-        baseline=False,  # an experiment runs its cells only
+    exp = replace(
+        exp,
+        limit_train=seen.get("train", LIMIT_TRAIN) if exp.limit_train is None else exp.limit_train,
+        limit_val=seen.get("val", LIMIT_VAL) if exp.limit_val is None else exp.limit_val,
     )
-    return settings, planned, about
-
-
-def intro(name: str, about: dict, planned: list) -> str:
-    trials = ", ".join(map(str, about["trials"]))
-    return (
-        f"Confirming trials {trials} of {name} with {about['seeds']} new seeds each = "
-        f"{len(planned)} runs"
-    )
+    return cells.run_settings(exp, source, SUFFIX, len(planned), epochs=epochs), planned, about

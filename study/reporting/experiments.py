@@ -7,26 +7,28 @@ from __future__ import annotations
 from typing import Any
 
 from study.experiments import cells, confirmation, stats
+from study.experiments.ablation import Ablation
+from study.experiments.confirmation import Confirmation
 from study.reporting.tables import md_table
 from study.search.results import maximizing
 
 
-def ablation_table(study) -> tuple[list[dict], list[dict], str, dict]:
+def ablation_table(study) -> tuple[list[dict], list[dict], str, Ablation]:
     """(per-level rows, difference rows, verdict, about) from the experiment's runs."""
-    about = study.user_attrs["experiment"]
-    own = about["own_level"]
-    values: dict[Any, dict[int, float]] = {lv: {} for lv in about["levels"]}
+    about = Ablation.from_attr(study.user_attrs["experiment"])
+    own = about.own_level
+    values: dict[Any, dict[int, float]] = {lv: {} for lv in about.levels}
     for cell, value in cells.results(study):
         values[cell["level"]][cell["seed"]] = value
     levels = []
-    for lv in about["levels"]:
+    for lv in about.levels:
         got = list(values[lv].values())
         mean, sd, n = stats.summary(got) if got else (None, None, 0)
         levels.append({"level": f"{lv} (the trial's)" if lv == own else lv, "mean": mean,
                        "sd": sd, "n": n})  # fmt: skip
     higher = maximizing(study)
     diffs, found = [], []
-    for lv in about["levels"]:
+    for lv in about.levels:
         if lv == own:
             continue
         paired = [values[lv][s] - values[own][s] for s in values[lv] if s in values[own]]
@@ -51,15 +53,15 @@ def ablation_table(study) -> tuple[list[dict], list[dict], str, dict]:
 def ablation_markdown(study, metric: str) -> str:
     levels, diffs, verdict, about = ablation_table(study)
     lines = [
-        f"# Ablation of `{about['factor']}`: {about['question']}",
+        f"# Ablation of `{about.factor}`: {about.question}",
         "",
-        f"Trial {about['trial']} of `{study.user_attrs[cells.SOURCE_ATTR]}` with only "
-        f"`{about['factor']}` varied, {about['seeds']} seeds per level, every run trained to "
+        f"Trial {about.trial} of `{study.user_attrs[cells.SOURCE_ATTR]}` with only "
+        f"`{about.factor}` varied, {about.seeds} seeds per level, every run trained to "
         f"its full budget (experiment study `{study.study_name}`). {metric}:",
         "",
         md_table(levels, [("level", "level"), ("mean", "mean"), ("sd", "sd"), ("n", "n")]),
         "",
-        f"Paired difference against the trial's own level ({about['own_level']}), same seed:",
+        f"Paired difference against the trial's own level ({about.own_level}), same seed:",
         "",
         md_table(
             diffs,
@@ -79,8 +81,8 @@ def ablation_markdown(study, metric: str) -> str:
 
 def confirmation_ranking(study) -> list[dict[str, Any]]:
     """One row per configuration, best mean first."""
-    about = study.user_attrs["experiment"]
-    runs: dict[int, list[tuple[float, dict | None]]] = {n: [] for n in about["trials"]}
+    about = Confirmation.from_attr(study.user_attrs["experiment"])
+    runs: dict[int, list[tuple[float, dict | None]]] = {n: [] for n in about.trials}
     tests = {}
     for t in study.get_trials(deepcopy=False):
         cell = t.user_attrs.get("cell")
@@ -89,7 +91,7 @@ def confirmation_ranking(study) -> list[dict[str, Any]]:
     for cell, value in cells.results(study):
         runs[cell["trial"]].append((value, tests.get(cell["name"])))
     rows = []
-    for number, trial_value in zip(about["trials"], about["values"], strict=True):
+    for number, trial_value in zip(about.trials, about.values, strict=True):
         values = [v for v, _ in runs[number]]
         mean, sd, n = stats.summary(values) if values else (None, None, 0)
         row = {"trial": number, "trial_value": trial_value, "mean": mean, "sd": sd, "n": n}
@@ -106,15 +108,15 @@ def confirmation_ranking(study) -> list[dict[str, Any]]:
 
 
 def confirmation_markdown(study, metric: str) -> str:
-    about = study.user_attrs["experiment"]
+    about = Confirmation.from_attr(study.user_attrs["experiment"])
     rows = confirmation_ranking(study)
     columns = [("rank", "rank"), ("trial", "trial"), ("trial_value", f"trial's {metric}"),
                ("mean", f"mean {metric}"), ("sd", "sd"), ("n", "runs")]  # fmt: skip
-    if about["test"]:
+    if about.test:
         columns.append(("test", "mean test score"))
     lines = [
         f"# Confirmation: the {len(rows)} best configurations of "
-        f"`{study.user_attrs[cells.SOURCE_ATTR]}`, {about['seeds']} new seeds each",
+        f"`{study.user_attrs[cells.SOURCE_ATTR]}`, {about.seeds} new seeds each",
         "",
         md_table(rows, columns),
         "",

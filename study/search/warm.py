@@ -7,9 +7,7 @@ Copies are tagged with their origin (``warm_start_from``), do not count towards
 
 from __future__ import annotations
 
-import argparse
 import warnings
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -115,41 +113,3 @@ def warm_start(study: optuna.Study, other: optuna.Study, objective: Objective, m
         )  # fmt: skip
         copied += 1
     return copied, skipped
-
-
-def add_start_options(p: argparse.ArgumentParser) -> None:
-    """``study.run``'s options for what runs first or is known before the search: seed
-    systems, configs, another study, the baseline."""
-    p.add_argument(
-        "--enqueue-seeds",
-        nargs="?",
-        const="all",
-        default=None,
-        metavar="NAMES",
-        help="enqueue the seed systems (SEEDS.md) as the study's first trials: all that fit "
-        "the objective, or a comma-separated list of preset names; each is enqueued once",
-    )
-    p.add_argument(
-        "--enqueue-config",
-        dest="enqueue_configs",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="run this exported configuration (study.export's file) first; repeatable; "
-        "each is queued once",
-    )
-    p.add_argument(
-        "--warm-start",
-        default=None,
-        metavar="STUDY",
-        help="copy the finished trials of another study of the same objective in the same "
-        "storage into this one's history (not counted in --trials, never re-trained)",
-    )
-    p.add_argument(
-        "--no-baseline",
-        dest="baseline",
-        action="store_false",
-        help="do not run the objective's baseline (a textbook configuration, "
-        "objectives/baselines.py) as a new study's first trial",
-    )

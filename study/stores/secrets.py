@@ -43,9 +43,19 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+# Credentials of URLs this process was handed other than on its command line (a worker's
+# settings come on its stdin): every scrub includes them.
+_REMEMBERED: set[str] = set()
+
+
+def remember(*urls: str) -> None:
+    """Scrub the credentials in ``urls`` from all text from now on (see ``secrets_in``)."""
+    _REMEMBERED.update(secrets_in(*urls))
+
+
 def secrets_in(*urls: str) -> set[str]:
-    """The credential values in ``urls`` and in the environment, to scrub from any text."""
-    found = {os.environ.get(name, "") for name in SECRET_ENV}
+    """The credential values in ``urls``, in the environment and remembered, to scrub."""
+    found = {os.environ.get(name, "") for name in SECRET_ENV} | _REMEMBERED
     for url in urls:
         if "://" not in url:
             continue

@@ -5,12 +5,14 @@ run on the CPU but record the ``CUDA_VISIBLE_DEVICES`` they were given. Untested
 multi-GPU hardware.
 """
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from study import run
-from study.execution.workers import assign_devices, gpu_ids, worker_argv, worker_envs
-from study.settings import RunSettings
+from study.execution.workers import assign_devices, gpu_ids, worker_envs
+from study.settings import RunSettings, dumps, loads
 
 from .conftest import TINY, stores
 from .helpers import load
@@ -45,9 +47,26 @@ def test_an_explicit_cpu_or_cuda_n_device_is_left_alone(monkeypatch):
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1"]
 
 
-def test_worker_argv_drops_the_workers_option():
-    argv = ["--trials", "4", "--workers", "2", "--workers=3", "--seed", "1"]
-    assert worker_argv(argv) == ["--trials", "4", "--seed", "1"]
+def test_a_worker_gets_the_settings_whole_from_one_function(tmp_path):
+    """The settings cross the process boundary as one JSON text (``dumps`` / ``loads``):
+    every field comes back equal, store URLs (with their secret) and tuples included."""
+    settings = run.settings_from_argv(
+        [
+            "--trials", "7", "--epochs", "3", "--limit-train", "64", "--limit-val", "0",
+            "--storage", "postgresql://u:s3cret@db:5432/optuna", "--tracking-uri", "none",
+            "--enqueue-seeds", "s2-mlp-ae-3d", "--objective", "ae", "--workers", "2",
+            "--enqueue-config", str(tmp_path / "a.yaml"), "--heartbeat-grace", "99",
+            "--timeout", "12.5", "--no-baseline",
+        ]
+    )  # fmt: skip
+    worker = replace(settings, worker_index=1, threads=4)
+    back = loads(dumps(worker))
+    assert back == worker
+    assert back.storage.url == "postgresql://u:s3cret@db:5432/optuna"
+    assert back.enqueue_configs == (tmp_path / "a.yaml",) and back.enqueue_seeds == (
+        "s2-mlp-ae-3d",
+    )
+    assert back.is_worker and back.threads == 4 and not back.baseline
 
 
 def test_each_worker_records_the_gpu_it_was_given(tmp_path, monkeypatch):
