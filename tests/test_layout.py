@@ -177,3 +177,10 @@ def test_nothing_happens_at_import_time(name):
         text = ast.get_source_segment(source, node) or ""
         for word in SIDE_EFFECTS:
             assert word not in text, f"{name} at import time: {text[:80]}"
+
+
+def test_the_tests_mirror_the_rooms():
+    """``tests/study/ROOM/`` tests ``study/ROOM/``: a test folder has a room of that name."""
+    rooms = {p.name for p in (ROOT / "study").iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in (ROOT / "tests/study").iterdir() if (p / "__init__.py").is_file()}
+    assert folders and folders <= rooms, sorted(folders - rooms)

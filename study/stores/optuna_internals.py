@@ -1,6 +1,6 @@
 """The few Optuna internals the harness needs, each in one place with the reason why.
 
-Everything else goes through Optuna's public API. ``tests/study/test_optuna_internals.py``
+Everything else goes through Optuna's public API. ``tests/study/stores/test_optuna_internals.py``
 fails loudly if an Optuna upgrade renames or removes one of these.
 """
 

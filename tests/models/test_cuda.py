@@ -1,5 +1,5 @@
 """The engine on a real CUDA device. CI has no GPU, so these run on a GPU machine
-(``python -m pytest tests/models/test_cuda.py tests/study/test_cuda_study.py``); the same
+(``python -m pytest tests/models/test_cuda.py tests/study/execution/test_cuda_study.py``); the same
 code paths are covered on the CPU by test_engine.py, and the CUDA-only branches by these."""
 
 import io

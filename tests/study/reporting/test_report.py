@@ -9,8 +9,8 @@ from study import report
 from study.reporting import plots as report_plots
 from study.reporting import tables as report_tables
 
-from .conftest import run_study
-from .helpers import artifacts, load
+from ..conftest import run_study
+from ..helpers import artifacts, load
 
 
 def table(markdown: str, title: str) -> list[list[str]]:

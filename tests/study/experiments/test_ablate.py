@@ -14,9 +14,9 @@ import pytest
 from study import ablate, run
 from study.experiments.cells import CELLS_ATTR
 
-from .conftest import TINY, stores
-from .helpers import load
-from .test_bad_input import _assert_refused
+from ..conftest import TINY, stores
+from ..helpers import load
+from ..test_bad_input import _assert_refused
 
 ABLATE = [*TINY, "--epochs", "1", "--seeds", "2"]
 NAME = "classifier-fashion-mnist-ablate-freeze"

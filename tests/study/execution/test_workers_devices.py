@@ -14,8 +14,8 @@ from study import run
 from study.execution.workers import assign_devices, gpu_ids, worker_envs
 from study.settings import RunSettings, dumps, loads
 
-from .conftest import TINY, stores
-from .helpers import load
+from ..conftest import TINY, stores
+from ..helpers import load
 
 
 @pytest.mark.parametrize(

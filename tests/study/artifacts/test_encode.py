@@ -19,7 +19,7 @@ from study import encode, export
 from study.artifacts import checkpoint
 from study.encode import EncodeError, Encoder
 
-from .helpers import artifacts, load
+from ..helpers import artifacts, load
 
 CPU = torch.device("cpu")
 TRAIN = m.TrainConfig(lr=2e-3, batch_size=64, epochs=1)

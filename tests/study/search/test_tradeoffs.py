@@ -9,9 +9,9 @@ from objectives import TrialSpec
 from study import export, run
 from study.search.costs import param_count
 
-from .conftest import TINY, copy_stores, run_study, stores
-from .helpers import load
-from .test_bad_input import _assert_refused
+from ..conftest import TINY, copy_stores, run_study, stores
+from ..helpers import load
+from ..test_bad_input import _assert_refused
 
 NAME = "ae-fashion-mnist"
 

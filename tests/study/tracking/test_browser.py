@@ -10,7 +10,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.servers import chromium, mlflow_server
 
-from .helpers import load
+from ..helpers import load
 
 pytestmark = pytest.mark.servers
 

@@ -14,8 +14,8 @@ import torch
 from study import run
 from study.execution.scheduler import MAX_FAILURES_IN_A_ROW
 
-from .conftest import stores
-from .helpers import Harness, artifacts, load
+from ..conftest import stores
+from ..helpers import Harness, artifacts, load
 
 NAME = "ae-fashion-mnist"
 MLP = {

@@ -11,8 +11,8 @@ from study.errors import UsageError
 from study.execution.session import with_limits
 from study.settings import DATA_ATTR, LIMIT_TRAIN, LIMIT_VAL, RunSettings
 
-from .conftest import copy_stores
-from .helpers import load
+from ..conftest import copy_stores
+from ..helpers import load
 
 NAME = "classifier-fashion-mnist"
 

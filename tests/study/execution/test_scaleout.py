@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from study.artifacts import checkpoint
 from tests.servers import mlflow_server, postgres, wait_until
 
-from . import stall
+from .. import stall
 
 pytestmark = pytest.mark.servers
 

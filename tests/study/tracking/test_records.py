@@ -14,9 +14,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from .conftest import stores
-from .helpers import artifacts, load
-from .test_reliability import ARGS, MLP, NAME, SLOW, _finish, _prepare
+from ..conftest import stores
+from ..helpers import artifacts, load
+from ..execution.test_reliability import ARGS, MLP, NAME, SLOW, _finish, _prepare
 
 # study.run whose trial pictures (the last records before the run is closed and the trial
 # told) announce themselves in $MARKER and then wait for $RELEASE to exist.

@@ -11,7 +11,7 @@ from study.execution.scheduler import Heartbeat
 from study.stores.locations import open_storage
 from study.tracking.runs import RESUME_DIR, TrialRun
 
-from .helpers import Harness, artifacts, load
+from ..helpers import Harness, artifacts, load
 
 
 @pytest.mark.parametrize("every", [0, 3600], ids=["every epoch", "longer than the trial"])

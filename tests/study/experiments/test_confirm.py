@@ -7,9 +7,9 @@ import yaml
 
 from study import confirm, export, report
 
-from .conftest import stores
-from .helpers import load
-from .test_bad_input import _assert_refused
+from ..conftest import stores
+from ..helpers import load
+from ..test_bad_input import _assert_refused
 
 CONFIRM = ["--top", "2", "--seeds", "2"]  # the trials' own data limits (TINY's) by default
 

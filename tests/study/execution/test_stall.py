@@ -1,7 +1,7 @@
 """A worker that stalls (a suspended laptop, a VM migration, a swap storm) and wakes up after
 another worker took its trial over must leave the trial be and go on, on SQLite."""
 
-from .stall import check_takeover, pause_one_until_taken_over, start
+from ..stall import check_takeover, pause_one_until_taken_over, start
 
 
 def test_a_paused_worker_wakes_up_leaves_its_taken_over_trial_and_goes_on(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import objectives
 from objectives import OBJECTIVES
 
-from .helpers import Harness, artifacts, load
+from ..helpers import Harness, artifacts, load
 
 
 class AlwaysPrune(optuna.pruners.BasePruner):

@@ -9,8 +9,8 @@ from objectives import OBJECTIVES, SEED_ATTR, seed_spec
 from objectives.seeds import IN_SPACE_ATTR, seed_params
 from study.search.samplers import STARTUP_TRIALS, SeedAwareTPE, make_sampler
 
-from .conftest import run_study
-from .helpers import load
+from ..conftest import run_study
+from ..helpers import load
 
 AE = OBJECTIVES["ae"]
 

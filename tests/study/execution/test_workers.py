@@ -9,8 +9,8 @@ from mlflow.entities import Dataset, DatasetInput
 
 from study.tracking.records import log_inputs
 
-from .conftest import TINY, stores
-from .helpers import load
+from ..conftest import TINY, stores
+from ..helpers import load
 
 # Heartbeats every 2 s (more writes contending for the stores), but a trial is only taken
 # over after 60 s of silence: a worker starved on a busy machine is not a failure here.

@@ -5,9 +5,9 @@ import yaml
 
 from study import export, run
 
-from .conftest import TINY, copy_stores, run_study, stores
-from .helpers import load
-from .test_bad_input import _assert_refused
+from ..conftest import TINY, copy_stores, run_study, stores
+from ..helpers import load
+from ..test_bad_input import _assert_refused
 
 NAME = "ae-fashion-mnist"
 

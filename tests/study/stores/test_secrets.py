@@ -12,8 +12,8 @@ from study.settings import RunSettings, record
 from study.stores.locations import parse_storage, parse_tracking
 from study.stores.secrets import redact, scrub, secrets_in
 
-from .conftest import TINY, stores
-from .helpers import artifacts, load
+from ..conftest import TINY, stores
+from ..helpers import artifacts, load
 
 SECRET = "Hunter2-secret-9c1f"
 

@@ -8,8 +8,8 @@ import yaml
 from study import export, train
 from study.artifacts import checkpoint
 
-from .conftest import run_study, stores
-from .helpers import artifacts, load
+from ..conftest import run_study, stores
+from ..helpers import artifacts, load
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device (CI has none: run on a GPU machine)"
