@@ -62,7 +62,7 @@ def load(
 
     Example::
 
-        from study.checkpoint import load
+        from study.artifacts.checkpoint import load
         model, spec = load("runs:/<run_id>/checkpoint/model.pt",
                            tracking_uri="sqlite:///mlruns/mlflow.db")
     """

@@ -10,8 +10,8 @@ from study.search.samplers import STARTUP_TRIALS, SeedAwareTPE
 from study.search.warm import replay
 
 from ..conftest import run_study
-from ..helpers import Harness, load
 from ..execution.test_outcomes import AlwaysPrune
+from ..helpers import Harness, load
 from .test_search import _study_with
 
 REPORT = "reports/classifier-fashion-mnist/report.md"

@@ -138,7 +138,7 @@ def test_a_trials_scatter_takes_its_codes_from_the_last_validation_pass(
     same as encoding them again."""
     from objectives import OBJECTIVES
 
-    from .helpers import Harness, artifacts, load
+    from ..helpers import Harness, artifacts, load
 
     given = []
     scatter = pictures.latent_scatter

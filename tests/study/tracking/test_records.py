@@ -15,8 +15,8 @@ import pytest
 from optuna.trial import TrialState
 
 from ..conftest import stores
-from ..helpers import artifacts, load
 from ..execution.test_reliability import ARGS, MLP, NAME, SLOW, _finish, _prepare
+from ..helpers import artifacts, load
 
 # study.run whose trial pictures (the last records before the run is closed and the trial
 # told) announce themselves in $MARKER and then wait for $RELEASE to exist.
@@ -177,7 +177,7 @@ def test_each_trial_is_sampled_before_the_last_is_told_however_records_are_writt
 ):
     """The order that makes a seeded study sample the same trials however long records
     take (the tracked study: ``classifier_study``; here the same study untracked)."""
-    from .conftest import TINY
+    from ..conftest import TINY
 
     study, *_ = load(classifier_study, "classifier-fashion-mnist")
     assert all(_asked_before_the_last_was_told(study))
@@ -204,7 +204,7 @@ def test_pictures_that_fail_are_said_once_tagged_on_every_run_and_the_study_goes
 ):
     from study.tracking import pictures
 
-    from .conftest import run_study
+    from ..conftest import run_study
 
     def broken(*args, **kwargs):
         raise RuntimeError("Expected all tensors to be on the same device")
