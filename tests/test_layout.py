@@ -4,6 +4,8 @@ no private names reached across modules, nothing done at import time."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,7 +107,7 @@ STUDY_LAYERS = (
     ("data",),
     ("settings",),
     ("stores",),
-    ("errors",),
+    ("errors", "faces"),
 )
 
 
@@ -184,3 +186,28 @@ def test_the_tests_mirror_the_rooms():
     rooms = {p.name for p in (ROOT / "study").iterdir() if (p / "__init__.py").is_file()}
     folders = {p.name for p in (ROOT / "tests/study").iterdir() if (p / "__init__.py").is_file()}
     assert folders and folders <= rooms, sorted(folders - rooms)
+
+
+def test_each_room_has_a_small_public_face():
+    """Each room's ``__init__`` offers a few names (``__all__``), each from a module of the
+    room, and importing the room imports none of its modules until a name is asked for."""
+    import importlib
+
+    rooms = sorted(p.name for p in (ROOT / "study").iterdir() if (p / "__init__.py").is_file())
+    assert len(rooms) >= 8
+    for r in rooms:
+        package = importlib.import_module(f"study.{r}")
+        assert 0 < len(package.__all__) <= 8, r
+        for name in package.__all__:
+            obj = getattr(package, name)
+            assert obj.__module__.startswith(f"study.{r}."), (r, name, obj.__module__)
+        with pytest.raises(AttributeError):
+            package.no_such_name  # noqa: B018
+    code = (
+        "import importlib, sys\n"
+        f"for r in {rooms!r}:\n"
+        "    importlib.import_module('study.' + r)\n"
+        "print(sorted(m for m in sys.modules if m.count('.') >= 2 and m.startswith('study.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
