@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "already uses every core (default: %(default)s)",
     )
     add_start_options(p)
+    add_refit_options(p, d)
     p.add_argument(
         "--no-report",
         dest="report",
@@ -83,6 +84,33 @@ def build_parser() -> argparse.ArgumentParser:
         "them on demand)",
     )
     return p
+
+
+def add_refit_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
+    """What a finished study retrains and registers as its @best model."""
+    p.add_argument(
+        "--no-refit",
+        dest="refit",
+        action="store_false",
+        help="do not retrain the best configuration on all the training data at the end "
+        "(the best trial's own checkpoint is then the registered @best)",
+    )
+    p.add_argument(
+        "--refit-top",
+        type=positive_int,
+        default=d.refit_top,
+        metavar="K",
+        help="refit the K best configurations on the 50,000 training images and keep the one "
+        "best on the 10,000 validation images (default: %(default)s: the best, on train + "
+        "validation)",
+    )
+    p.add_argument(
+        "--refit-limit",
+        type=non_negative_int,
+        default=d.refit_limit,
+        metavar="N",
+        help="refit on the first N training images (0 = all) (default: %(default)s)",
+    )
 
 
 def add_budget_options(p: argparse.ArgumentParser, d: RunSettings) -> None:

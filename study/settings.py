@@ -61,6 +61,7 @@ class StudyRef:
 LIMIT_TRAIN = 3_840  # a new study's training images per trial (of 50,000): benchmark 10
 LIMIT_VAL = 2_500  # and validation images (of 10,000)
 DATA_ATTR = "images"  # {"train": n, "val": n}: on the study and on each trial
+REFIT_ATTR = "refit"  # on the study: its last refit (study.execution.refit.Refit)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class RunSettings(StudyRef):
     warm_start: str | None = None
     pareto: str | None = None  # a second objective: params, latent or kl (minimised)
     report: bool = True
+    refit: bool = True  # the best configuration retrained on all the data at the end
+    refit_top: int = 1  # refit the K best, pick by validation score (K > 1: on train only)
+    refit_limit: int = 0  # the refit's images: the first N of train + validation (0 = all)
     # Set by the process that spawns workers: which worker this is, its torch threads.
     worker_index: int | None = None
     threads: int | None = None

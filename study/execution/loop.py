@@ -17,6 +17,7 @@ from study.search.results import best_trial
 from study.settings import RunSettings
 from study.stores.locations import check_storage, check_tracking
 from study.stores.outage import EXIT_OUTAGE, OutageError
+from study.stores.secrets import secrets_in
 
 INTERRUPTED = "Interrupted: finished trials are saved; re-run the same command to continue."
 
@@ -55,7 +56,7 @@ def run_study(settings: RunSettings) -> int:
                 f"Nothing to do: the study already has {session.finished_before} finished "
                 f"trials (--trials {settings.trials}). Raise --trials to run more."
             )
-            return 0
+            return refit_if_missing(session, dataset, device)
     started = time.monotonic()
     if settings.workers > 1 and not settings.is_worker:
         from study.execution.workers import spawn
@@ -76,7 +77,30 @@ def run_study(settings: RunSettings) -> int:
             if stop.text:
                 print(f"Stopped: {stop.text}.")
             return 1 if stop.failed else 0
-    return finish(session, stop, time.monotonic() - started)
+    return finish(session, stop, time.monotonic() - started, dataset, device)
+
+
+def secrets_of(session) -> set[str]:
+    return secrets_in(session.settings.storage.url, session.settings.tracking.url)
+
+
+def refit_if_missing(session, dataset, device) -> int:
+    """A full study re-run: its refit, if it has none for its best configurations yet (a
+    run killed mid-refit, or a study from before refits), registered; the exit code."""
+    from study.execution import refit as refit_mod
+    from study.execution.publish import register
+
+    try:
+        refit, new = refit_mod.ensure(session, dataset, device, FULL)
+    except Exception as e:  # noqa: BLE001 - the trials are saved; say so in one line
+        refit_mod.failed(e, secrets_of(session))
+        return 1
+    if new and session.tracker is None:
+        print(refit_mod.summary_line(refit, None))
+    elif new:
+        with session.lock():
+            register(session.tracker, best_trial(session.study), refit)
+    return 0
 
 
 def raise_keyboard_interrupt(signum, frame):
@@ -125,8 +149,10 @@ def interrupted(session) -> int:
     return EXIT_INTERRUPTED
 
 
-def finish(session, stop: Stop, seconds: float) -> int:
-    """The summary, the best encoder, the report and the next commands; the exit code."""
+def finish(session, stop: Stop, seconds: float, dataset, device) -> int:
+    """The summary, the refit, the best encoder, the report and the next commands; the exit
+    code."""
+    from study.execution import refit as refit_mod
     from study.execution.publish import publish_best
     from study.experiments.cells import is_experiment
 
@@ -147,12 +173,22 @@ def finish(session, stop: Stop, seconds: float) -> int:
     # Under the study lock: several processes (the same command in several shells) may end
     # at once and write the same parent-run tags, encoder and report.
     experiment = is_experiment(study)  # study.ablate/confirm: they publish their own tables
+    refit, refit_error = None, None
+    if not experiment and best is not None:
+        try:  # outside the study lock: it trains for a while, under a lock of its own
+            refit, _ = refit_mod.ensure(session, dataset, device, stop)
+        except Exception as e:  # noqa: BLE001 - the trials are saved; the rest is published
+            refit_error = e
     with session.lock():
-        encoder_run = None if experiment else publish_best(session, best)
+        encoder_run = None if experiment else publish_best(session, best, refit)
         if tracker is not None:
             tracker.finish(summary)
     if not experiment:
         experiment_id = tracker.experiment_id if tracker else None
-        print("\n".join(console.commands(settings, experiment_id, encoder_run)))
+        encode_run = refit.run_id if refit is not None and refit.run_id else encoder_run
+        print("\n".join(console.commands(settings, experiment_id, encode_run)))
+    if refit_error is not None:
+        refit_mod.failed(refit_error, secrets_of(session))
+        return 1
     # A timeout is a stop the user asked for; failures or a failed worker are not.
     return 1 if stop.failed else 0

@@ -153,6 +153,7 @@ def run_settings(exp: ExperimentSettings, source: optuna.Study, suffix: str, tri
         pruner="none",
         report=False,
         baseline=False,
+        refit=False,
         **fields,
     )
 

@@ -28,6 +28,7 @@ from study.reporting.tables import (
     verdict,
 )
 from study.search.results import best_trial, maximizing
+from study.settings import REFIT_ATTR
 from study.tracking import timing
 
 REPORT_DIR = "report"
@@ -58,9 +59,28 @@ def overview(study, best, top: list[str]) -> list[str]:
         if SEED_ATTR in best.user_attrs:
             md.append(f"- seed system `{best.user_attrs[SEED_ATTR]}`")
         md += baseline_line(trials, best, metric, maximize)
+        md += refit_line(study.user_attrs.get(REFIT_ATTR), best, metric)
         if top:
             md += ["", f"Most important parameters: {', '.join(f'`{p}`' for p in top)}."]
     return md
+
+
+def refit_line(refit: dict | None, best, metric: str) -> list[str]:
+    """The refit (the registered ``@best`` model) beside the best trial."""
+    if not refit:
+        return ["", "No refit yet (`--no-refit`, or the study has not finished): the "
+                "registered `@best` model is the best trial's own checkpoint."]  # fmt: skip
+    picked = (f", picked among trials {refit['candidates']} by validation {metric}"
+              if len(refit["candidates"]) > 1 else "")  # fmt: skip
+    return [
+        "",
+        f"**Refit** (the registered `@best` model): trial {refit['trial']}'s configuration "
+        f"retrained on {refit['images']} images for {refit['epochs']} epochs (seed "
+        f"{refit['seed']}){picked}: test {refit['metric']} = "
+        f"{refit['test'][refit['metric']]:.4f}, against the best trial's validation {metric} "
+        f"= {best.values[0]:.4f} on its own {best.user_attrs.get('images', {}).get('train', '?')}"
+        " training images.",
+    ]
 
 
 def baseline_line(trials, best, metric: str, maximize: bool) -> list[str]:

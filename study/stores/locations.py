@@ -10,7 +10,7 @@ import contextlib
 import fcntl
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,10 +279,14 @@ class StudyLock:
     (``duplicate key ... pg_type_typname_nsp_index``). In-memory storage needs none.
     """
 
-    def __init__(self, storage: StorageURL, name: str, *, outage=None):
+    def __init__(self, storage: StorageURL, name: str, *, outage=None, purpose: str = ""):
         self.storage = storage
         self.outage = outage  # a server's lock connection is retried through its outages
-        self.key = zlib.crc32(f"latent-study:{name}".encode())
+        # ``purpose``: a lock of its own beside the study's (the refit's), not blocking it.
+        self.key = zlib.crc32(f"latent-study:{name}{':' + purpose if purpose else ''}".encode())
+        self.file = storage.lock_file
+        if self.file is not None and purpose:
+            self.file = self.file.with_name(f"{storage.path.name}.{purpose}.lock")
         self.engine = None
         if storage.kind == "postgresql":
             from sqlalchemy import create_engine, text
@@ -294,27 +298,38 @@ class StudyLock:
                     conn.execute(text("SELECT 1"))
 
     @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        if self.storage.lock_file is not None:
-            self.storage.lock_file.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.storage.lock_file, "a") as f:
-                fcntl.flock(f, fcntl.LOCK_EX)
+    def __call__(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the lock; ``on_wait()`` is called once if another process holds it first.
+        A process that dies holding it (``kill -9``) releases it with its file or session."""
+        if self.file is not None:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.file, "a") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if on_wait is not None:
+                        on_wait()
+                    fcntl.flock(f, fcntl.LOCK_EX)
                 try:
                     yield
                 finally:
                     fcntl.flock(f, fcntl.LOCK_UN)
             return
         if self.engine is not None:
-            yield from self._advisory()
+            yield from self._advisory(on_wait)
             return
         yield
 
-    def _advisory(self) -> Iterator[None]:
+    def _advisory(self, on_wait) -> Iterator[None]:
         from sqlalchemy import text
 
         def take():
             conn = self.engine.connect()
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
+            if not got:
+                if on_wait is not None:
+                    on_wait()
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
             return conn
 
         conn = self.outage.call(take) if self.outage is not None else take()

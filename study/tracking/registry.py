@@ -2,7 +2,9 @@
 of its run (the ``mlflow.pytorch`` flavour, with a signature and an input example), and at the
 end of ``study.run`` the best trial's encoder (and, for the classifier objective, the whole
 classifier) is registered in the Model Registry as ``<study>-encoder`` (``<study>-classifier``)
-with the alias ``best``, moved when a resumed study finds a better trial.
+with the alias ``best-trial``, and its refit (``study.execution.refit``) with the alias
+``best`` (the best trial's own under ``best`` too with ``--no-refit``); both move when a
+resumed study finds a better trial.
 
 Per-trial models are pickled with the ``models`` package bundled (``code_paths``): they load
 with ``mlflow.pytorch.load_model`` wherever torch and MLflow are installed. Registered models
@@ -21,7 +23,8 @@ import torch
 from models import ServingModule, default_view
 from study.tracking.records import artifact_repo
 
-ALIAS = "best"
+ALIAS = "best"  # the study's best model: its refit, or (with --no-refit) its best trial's
+TRIAL_ALIAS = "best-trial"  # the best trial's own checkpoint, trained on the trials' images
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
@@ -112,42 +115,52 @@ def log_trial_model(client, experiment_id: str, run_id: str, model, spec, exampl
     )  # fmt: skip
 
 
-def register_best(client, experiment_id: str, study_name: str, best, *, tracking_uri: str):
-    """Register the best trial's encoder (and classifier) under the alias ``best``, unless the
-    alias already points at that trial; {registered name: version}."""
+def register_best(client, experiment_id: str, study_name: str, best, *, tracking_uri: str,
+                  alias: str = ALIAS):  # fmt: skip
+    """Register the best trial's encoder (and classifier) under ``alias``, unless the alias
+    already points at that trial's run; {registered name: version}."""
+    return register_run(
+        client, experiment_id, study_name, best.user_attrs.get("mlflow_run_id"),
+        objective=best.user_attrs.get("spec", {}).get("objective", ""),
+        tags={"optuna.trial_number": best.number, "value": best.values[0], "source": "trial"},
+        tracking_uri=tracking_uri, alias=alias,
+    )  # fmt: skip
+
+
+def register_run(client, experiment_id: str, study_name: str, run_id: str, *, objective: str,
+                 tags: dict, tracking_uri: str, alias: str):  # fmt: skip
+    """Register the model of the run ``run_id`` (its ``checkpoint/model.pt``: a trial's or
+    a refit's) as the study's encoder (and classifier) under ``alias``, unless the alias
+    already points at that run; ``tags`` go on each version. {registered name: version}."""
     from study.artifacts.encoder import Encoder
 
-    run_id = best.user_attrs.get("mlflow_run_id")
-    objective = best.user_attrs.get("spec", {}).get("objective", "")
     out = {}
     for view, name in registered_names(study_name, objective).items():
-        current = current_version(client, name)
+        current = current_version(client, name, alias)
         if current is not None and current.run_id == run_id:
             out[name] = current.version
             continue
         encoder = Encoder.from_run(run_id, tracking_uri=tracking_uri)
         example = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-        value = best.values[0]
-        metadata = {"spec": encoder.spec.to_dict(), "trial": best.number, "value": value}
+        metadata = {"spec": encoder.spec.to_dict(), **tags}
         model_id = log_model(
             client, experiment_id, run_id, encoder.model, example, view=view, portable=True,
             metadata=metadata,
         )  # fmt: skip
-        if current is None and not client.search_registered_models(f"name = '{name}'"):
+        if not client.search_registered_models(f"name = '{name}'"):
             client.create_registered_model(name, tags={"optuna.study": study_name, "view": view})
         source = client.get_logged_model(model_id).artifact_location
         version = client.create_model_version(
-            name, source=source, run_id=run_id, model_id=model_id,
-            tags={"optuna.trial_number": best.number, "value": value},
-        )  # fmt: skip
-        client.set_registered_model_alias(name, ALIAS, version.version)
+            name, source=source, run_id=run_id, model_id=model_id, tags=tags
+        )
+        client.set_registered_model_alias(name, alias, version.version)
         out[name] = version.version
     return out
 
 
-def current_version(client, name: str):
-    """The version the alias ``best`` points at, or None."""
+def current_version(client, name: str, alias: str = ALIAS):
+    """The version ``alias`` points at, or None."""
     try:
-        return client.get_model_version_by_alias(name, ALIAS)
+        return client.get_model_version_by_alias(name, alias)
     except Exception:  # noqa: BLE001 - no such model or alias yet
         return None

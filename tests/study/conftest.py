@@ -17,7 +17,7 @@ def stores(path):
 
 
 def run_study(path, *args):
-    return run.main([*TINY, *stores(path), *args])
+    return run.main([*TINY, *stores(path), "--no-refit", *args])
 
 
 @pytest.fixture(scope="session")

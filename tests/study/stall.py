@@ -17,7 +17,11 @@ from tests.servers import wait_until
 
 ARGS = ["--objective", "ae", "--epochs", "4", "--limit-train", "3000", "--limit-val", "300"]
 ARGS += ["--pruner", "none", "--heartbeat", "1", "--heartbeat-grace", "4", "--no-report"]
-ARGS += ["--device", "cpu"]  # on a GPU a trial ends before a poller can catch it mid-epoch
+ARGS += [
+    "--device",
+    "cpu",
+    "--no-refit",
+]  # on a GPU a trial ends before a poller can catch it mid-epoch
 
 
 def start(cwd, storage: str, tracking: str, name: str, trials: int) -> subprocess.Popen:

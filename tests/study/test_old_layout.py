@@ -77,7 +77,9 @@ def images(n=5):
 
 def test_a_study_written_by_the_old_layout_resumes(old):
     args = ["--objective", "ae", "--epochs", "1", "--limit-train", "64", "--limit-val", "32"]
-    assert run.main([*args, *stores(old), "--trials", "2", "--no-report"]) == 0
+    assert (
+        run.main([*args, *stores(old), "--trials", "2", "--no-report", "--refit-limit", "500"]) == 0
+    )
     study = optuna.load_study(study_name="ae-fashion-mnist", storage=f"sqlite:///{old}/optuna.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert report.main(["--objective", "ae", *stores(old)]) == 0

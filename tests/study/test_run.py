@@ -273,7 +273,10 @@ def test_resuming_a_vae_study_scored_at_the_posterior_mean_warns(tmp_path, capsy
         study_name="vae-fashion-mnist", storage=f"sqlite:///{tmp_path}/optuna.db"
     )
     study.add_trial(optuna.trial.create_trial(value=300.0))  # an older version's trial
-    assert run.main([*TINY, *stores(tmp_path), "--objective", "vae", "--trials", "1"]) == 0
+    assert (
+        run.main([*TINY, *stores(tmp_path), "--no-refit", "--objective", "vae", "--trials", "1"])
+        == 0
+    )
     assert "scored the negative ELBO at the posterior mean" in capsys.readouterr().err
     assert (
         "nelbo_estimator"
@@ -286,7 +289,7 @@ def test_resuming_a_vae_study_scored_at_the_posterior_mean_warns(tmp_path, capsy
 def test_the_tracking_uri_defaults_to_the_mlflow_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/from-env.db")
     argv = [*TINY, "--storage", f"sqlite:///{tmp_path}/optuna.db", "--trials", "1"]
-    assert run.main([*argv, "--objective", "ae", "--no-report"]) == 0
+    assert run.main([*argv, "--objective", "ae", "--no-report", "--no-refit"]) == 0
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/from-env.db")

@@ -18,7 +18,14 @@ NAME = "classifier-fashion-mnist"
 
 
 def _stores(path):
-    return ["--storage", f"sqlite:///{path}/optuna.db", "--tracking-uri", "none", "--no-report"]
+    return [
+        "--storage",
+        f"sqlite:///{path}/optuna.db",
+        "--tracking-uri",
+        "none",
+        "--no-report",
+        "--no-refit",
+    ]
 
 
 def _snapshot(path):

@@ -44,6 +44,7 @@ SLOW = {
     "train.epochs": 6,
 }
 ARGS = [
+    "--no-refit",
     "--objective",
     "ae",
     "--trials",

@@ -57,7 +57,7 @@ def worker(cwd, storage, tracking, *args):
     cwd.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "study.run", "--storage", storage, "--tracking-uri", tracking]
     return subprocess.Popen(
-        [*cmd, "--objective", "ae", "--threads", "1", *args],
+        [*cmd, "--objective", "ae", "--threads", "1", "--no-refit", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -275,7 +275,17 @@ def test_no_secret_lands_in_any_record(servers, tmp_path):
         common += ["--tracking-uri", tracking]
         workers = ["--workers", "2"] if form == "userinfo" else []
         steps = [
-            ("study.run", *TINY, "--trials", "3", "--threads", "1", *common, *workers),
+            (
+                "study.run",
+                *TINY,
+                "--trials",
+                "3",
+                "--threads",
+                "1",
+                "--no-refit",
+                *common,
+                *workers,
+            ),
             ("study.export", *common, "--out", "best.yaml"),
         ]
         if form == "query":  # the rest reads the stores through the exported file (one

@@ -14,7 +14,18 @@ from ..helpers import load
 
 # Heartbeats every 2 s (more writes contending for the stores), but a trial is only taken
 # over after 60 s of silence: a worker starved on a busy machine is not a failure here.
-ARGS = [*TINY, "--objective", "ae", "--trials", "6", "--heartbeat", "2", "--heartbeat-grace", "60"]
+ARGS = [
+    *TINY,
+    "--no-refit",
+    "--objective",
+    "ae",
+    "--trials",
+    "6",
+    "--heartbeat",
+    "2",
+    "--heartbeat-grace",
+    "60",
+]
 
 
 def _check(path, output):

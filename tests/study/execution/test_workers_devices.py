@@ -73,7 +73,7 @@ def test_each_worker_records_the_gpu_it_was_given(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     argv = [*TINY, *stores(tmp_path), "--objective", "ae", "--trials", "6", "--workers", "2"]
-    assert run.main([*argv, "--heartbeat", "2", "--no-report"]) == 0
+    assert run.main([*argv, "--heartbeat", "2", "--no-report", "--no-refit"]) == 0
     study, _, _, runs = load(tmp_path, "ae-fashion-mnist")
     by_worker = {}
     for r in runs:

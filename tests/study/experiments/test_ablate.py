@@ -111,7 +111,7 @@ def test_an_ablation_killed_mid_way_resumes_without_redoing_finished_cells(study
 @pytest.fixture(scope="module")
 def ae_study(tmp_path_factory):
     path = tmp_path_factory.mktemp("ae")
-    assert run.main([*TINY, *stores(path), "--objective", "ae", "--trials", "2"]) == 0
+    assert run.main([*TINY, *stores(path), "--no-refit", "--objective", "ae", "--trials", "2"]) == 0
     return path
 
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.servers
 # least one epoch (with 1-epoch trials a study could finish before it was ever seen so).
 ARGS = ["--objective", "ae", "--epochs", "4", "--limit-train", "3000", "--limit-val", "300"]
 ARGS += ["--pruner", "none", "--heartbeat", "1", "--heartbeat-grace", "3", "--no-report"]
-ARGS += ["--threads", "1"]
+ARGS += ["--threads", "1", "--no-refit"]
 
 
 @pytest.fixture

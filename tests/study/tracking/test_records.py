@@ -185,13 +185,13 @@ def test_each_trial_is_sampled_before_the_last_is_told_however_records_are_writt
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
     argv = [*TINY, "--trials", "3", "--storage", storage, "--tracking-uri", "none"]
-    assert run.main([*argv, "--no-report"]) == 0
+    assert run.main([*argv, "--no-report", "--no-refit"]) == 0
     untracked = optuna.load_study(study_name="classifier-fashion-mnist", storage=storage)
     assert all(_asked_before_the_last_was_told(untracked))
     assert [t.params for t in untracked.trials] == [t.params for t in study.trials]
     assert [t.values for t in untracked.trials] == [t.values for t in study.trials]
     # Records written from a thread beside training (the default on a GPU): the same.
-    assert run.main([*TINY, "--trials", "3", *stores(tmp_path / "bg"), "--records", "background",
+    assert run.main([*TINY, "--no-refit", "--trials", "3", *stores(tmp_path / "bg"), "--records", "background",
                      "--no-report"]) == 0  # fmt: skip
     background, *_ = load(tmp_path / "bg", "classifier-fashion-mnist")
     assert all(_asked_before_the_last_was_told(background))
