@@ -217,8 +217,10 @@ def _test_accuracy(path: Path, name: str, *, retrain: bool, trial: int | None = 
 
 
 def default_numbers(trials: int, extra: tuple[str, ...] = ()) -> dict:
-    """``study.run --trials N`` with every default (plus ``extra``), then export, the best
-    trial's checkpoint on the test set, and its configuration retrained on 60k and tested."""
+    """``study.run --trials N`` with every default (plus ``extra``): its wall time, the
+    refit included (the registered @best model and its test accuracy, when it refits); the
+    best trial's own checkpoint on the test set; and, with ``--no-refit`` in ``extra``, its
+    configuration retrained on 60k by ``study.train`` and tested, as before the refit."""
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         start = time.perf_counter()
@@ -226,16 +228,22 @@ def default_numbers(trials: int, extra: tuple[str, ...] = ()) -> dict:
         wall = time.perf_counter() - start
         best = re.search(r"Best trial (\d+): acc = ([\d.]+)", text)
         counts = re.search(r"\((\d+) complete, (\d+) pruned\), (\d+) failed", text)
+        refit = re.search(r"Refit of trial \d+ on \d+ images \(.*?, ([\d.]+)s\): test acc = "
+                          r"([\d.]+)", text)  # fmt: skip
         spent = _breakdown(d, "classifier-fashion-mnist")
         errors = record_errors(d, "classifier-fashion-mnist")
         ckpt = _test_accuracy(d, "classifier-fashion-mnist", retrain=False)
-        start = time.perf_counter()
-        test = _test_accuracy(d, "classifier-fashion-mnist", retrain=True)
-        retrain = time.perf_counter() - start
+        if refit is not None:
+            test, retrain = float(refit.group(2)), float(refit.group(1))
+        else:
+            start = time.perf_counter()
+            test = _test_accuracy(d, "classifier-fashion-mnist", retrain=True)
+            retrain = time.perf_counter() - start
     return {
         "wall": wall, "loop": loop, "counts": "/".join(counts.groups()),
         "best": float(best.group(2)), "trial": int(best.group(1)), "ckpt": ckpt,
-        "test": test, "retrain": retrain, "spent": spent, "errors": errors,
+        "test": test, "retrain": retrain, "refit": refit is not None, "spent": spent,
+        "errors": errors,
     }  # fmt: skip
 
 
@@ -251,7 +259,7 @@ def default_study(args) -> None:
     print(f"\nBenchmark 4: python -m study.run --trials {args.trials} {args.run_args}")
     print(
         "| wall time | trials complete / pruned / failed | best val acc | test acc, "
-        "trial's checkpoint | test acc, retrained on 60k (time) |\n|---|---|---|---|---|"
+        "trial's checkpoint | test acc, refit on 60k (its time) |\n|---|---|---|---|---|"
     )
     print(
         f"| {r['wall'] / 60:.1f} min (loop {r['loop'] / 60:.1f} min) | {r['counts']} | "

@@ -204,6 +204,20 @@ def experiments(study) -> list[str]:
     return md
 
 
+def references(study, dataset: str) -> list[str]:
+    """Known references beside the study's numbers (an ``ae`` study: PCA at each size)."""
+    from study.reporting.references import pca_section
+
+    if study.user_attrs.get("objective") != "ae":
+        return []
+    try:
+        from study.data.loading import load
+
+        return pca_section(study, load(dataset))
+    except Exception as e:  # noqa: BLE001 - the rest of the report stands without it
+        return ["", f"(No PCA reference: {' '.join(str(e).split())[:200]}.)"]
+
+
 def write_report(study, out: Path, *, client=None, parent_run_id: str | None = None) -> Path:
     """Write plots, ``report.md`` and ``report.html`` to ``out``; log them to the parent run."""
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +226,8 @@ def write_report(study, out: Path, *, client=None, parent_run_id: str | None = N
     plots, notes, top = draw_plots(study, out)
     pictures = best_pictures(best, client, out, dataset) if best is not None else []
     md = overview(study, best, top) + questions(study, trial_rows(study)) + experiments(study)
-    md += tradeoffs(study, out) + timing.markdown(study.get_trials(deepcopy=False))
+    md += tradeoffs(study, out) + references(study, dataset)
+    md += timing.markdown(study.get_trials(deepcopy=False))
     md += figures(plots, notes, pictures, best)
     text = "\n".join(md).rstrip() + "\n"
     (out / "report.md").write_text(text)
