@@ -204,18 +204,23 @@ def experiments(study) -> list[str]:
     return md
 
 
-def references(study, dataset: str) -> list[str]:
-    """Known references beside the study's numbers (an ``ae`` study: PCA at each size)."""
-    from study.reporting.references import pca_section
+def references(study, dataset: str, best, client) -> list[str]:
+    """Known references beside the study's numbers: PCA at each latent size (``ae``), the
+    IWAE bound beside the negative ELBO (``vae``)."""
+    from study.reporting.references import iwae_section, pca_section
 
-    if study.user_attrs.get("objective") != "ae":
+    objective = study.user_attrs.get("objective")
+    if objective not in ("ae", "vae") or best is None:
         return []
     try:
         from study.data.loading import load
 
-        return pca_section(study, load(dataset))
+        data = load(dataset)
+        if objective == "ae":
+            return pca_section(study, data)
+        return iwae_section(study, data, best, client)
     except Exception as e:  # noqa: BLE001 - the rest of the report stands without it
-        return ["", f"(No PCA reference: {' '.join(str(e).split())[:200]}.)"]
+        return ["", f"(No reference for this study: {' '.join(str(e).split())[:200]}.)"]
 
 
 def write_report(study, out: Path, *, client=None, parent_run_id: str | None = None) -> Path:
@@ -226,7 +231,7 @@ def write_report(study, out: Path, *, client=None, parent_run_id: str | None = N
     plots, notes, top = draw_plots(study, out)
     pictures = best_pictures(best, client, out, dataset) if best is not None else []
     md = overview(study, best, top) + questions(study, trial_rows(study)) + experiments(study)
-    md += tradeoffs(study, out) + references(study, dataset)
+    md += tradeoffs(study, out) + references(study, dataset, best, client)
     md += timing.markdown(study.get_trials(deepcopy=False))
     md += figures(plots, notes, pictures, best)
     text = "\n".join(md).rstrip() + "\n"
