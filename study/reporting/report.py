@@ -207,9 +207,11 @@ def experiments(study) -> list[str]:
 def references(study, dataset: str, best, client) -> list[str]:
     """Known references beside the study's numbers: PCA at each latent size (``ae``), the
     IWAE bound beside the negative ELBO (``vae``)."""
-    from study.reporting.references import iwae_section, pca_section
+    from study.reporting.references import classifier_section, iwae_section, pca_section
 
     objective = study.user_attrs.get("objective")
+    if objective == "classifier":
+        return classifier_section(study)
     if objective not in ("ae", "vae") or best is None:
         return []
     try:

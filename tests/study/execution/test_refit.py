@@ -152,3 +152,16 @@ def test_two_processes_ending_one_study_refit_it_once(tmp_path):
     _, runs = refit_runs(tmp_path)
     assert [r.info.status for r in runs] == ["FINISHED"], outs
     assert sum("Refit of trial" in o and "test mse" in o for o in outs) >= 1
+
+
+def test_a_classifier_studys_report_sets_its_refit_beside_published_figures(tmp_path):
+    argv = [*TINY, "--trials", "1", "--epochs", "1", "--refit-limit", "600", *stores(tmp_path)]
+    assert run.main(argv) == 0
+    name = "classifier-fashion-mnist"
+    acc = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/optuna.db").user_attrs[
+        REFIT_ATTR
+    ]["test"]["acc"]
+    report = (tmp_path / "reports" / name / "report.md").read_text()
+    section = report.split("## Against published figures")[1]
+    assert f"test accuracy **{acc:.4f}**" in section
+    assert "an MLP 256-128-64: about 0.90" in section and "zalandoresearch" in section
