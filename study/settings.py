@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,19 +29,26 @@ def from_namespace(cls, ns: argparse.Namespace, **extra):
     return cls(**{**values, **extra})
 
 
-def record(settings) -> dict[str, Any]:
-    """The settings as plain values for MLflow, store URLs redacted."""
-    out = {}
+def plain(settings, url: Callable[[StorageURL | TrackingURL], str]) -> dict[str, Any]:
+    """The settings as plain values: store URLs as ``url`` writes them, paths as strings,
+    tuples as lists of strings."""
+    out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if isinstance(value, (StorageURL, TrackingURL)):
-            value = value.redacted
+            value = url(value)
         elif isinstance(value, Path):
             value = str(value)
         elif isinstance(value, tuple):
-            value = ",".join(map(str, value))
+            value = [str(v) for v in value]
         out[f.name] = value
     return out
+
+
+def record(settings) -> dict[str, Any]:
+    """The settings as plain values for MLflow, store URLs redacted."""
+    values = plain(settings, lambda u: u.redacted)
+    return {k: ",".join(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 @dataclass(frozen=True)
@@ -138,15 +146,7 @@ _FROM_JSON = {
 
 def dumps(settings: RunSettings) -> str:
     """``settings`` as JSON for another process (the URLs whole: never log this text)."""
-    out = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if isinstance(value, (StorageURL, TrackingURL)):
-            value = value.url
-        elif isinstance(value, tuple):
-            value = [str(v) for v in value]
-        out[f.name] = value
-    return json.dumps(out)
+    return json.dumps(plain(settings, lambda u: u.url))
 
 
 def loads(text: str) -> RunSettings:

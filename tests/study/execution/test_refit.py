@@ -4,6 +4,7 @@ stores, tiny models, a small refit slice)."""
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -101,6 +102,14 @@ def test_refit_top_k_picks_on_validation_and_tests_only_the_pick(tmp_path):
     assert held[str(refit["trial"])] == min(held.values())  # mse: lower is better
 
 
+def complete_trials(db) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return con.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
 def wait_for(check, what, proc, timeout=600):
     deadline = time.monotonic() + timeout
     while not check():
@@ -116,8 +125,11 @@ def test_a_kill_during_the_refit_leaves_the_study_and_the_next_run_refits(tmp_pa
     proc = subprocess.Popen([sys.executable, "-m", "study.run", *argv],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        wait_for(lambda: (tmp_path / "mlflow.db").exists() and refit_runs(tmp_path, "RUNNING")[1],
-                 "a running refit", proc)  # fmt: skip
+        # Read the Optuna store with sqlite3 until its trial is COMPLETE (opening either store
+        # with its library while the study creates it would race its schema migration);
+        # both stores exist by then, and the refit follows.
+        wait_for(lambda: complete_trials(tmp_path / "optuna.db") == 1, "a complete trial", proc)
+        wait_for(lambda: refit_runs(tmp_path, "RUNNING")[1], "a running refit", proc)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
