@@ -53,11 +53,11 @@ def cluster(servers):
     return servers["storage"], servers["tracking"]
 
 
-def worker(cwd, storage, tracking, *args):
+def worker(cwd, storage, tracking, *args, refit=False):
     cwd.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "study.run", "--storage", storage, "--tracking-uri", tracking]
     return subprocess.Popen(
-        [*cmd, "--objective", "ae", "--threads", "1", "--no-refit", *args],
+        [*cmd, "--objective", "ae", "--threads", "1", *([] if refit else ["--no-refit"]), *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -311,3 +311,23 @@ def test_no_secret_lands_in_any_record(servers, tmp_path):
     for secret in (DB_SECRET, MLFLOW_SECRET):
         found = [where for where, text in haystacks.items() if secret in text]
         assert found == [], f"{secret} found in {found}"
+
+
+def test_two_machines_ending_one_study_refit_it_once(cluster, tmp_path):
+    """Two workers on PostgreSQL and an MLflow server end the same study at about the same
+    time: the refit lock (a PostgreSQL advisory lock) lets one refit, the other finds it done."""
+    storage, tracking = cluster
+    name = "refit-once"
+    args = [*TINY, "--trials", "4", "--study-name", name, "--heartbeat", "2",
+            "--refit-limit", "600"]  # fmt: skip
+    procs = [worker(tmp_path / f"host{i}", storage, tracking, *args, refit=True) for i in (0, 1)]
+    outs = finish(procs)
+    assert [p.returncode for p in procs] == [0, 0], outs
+    client = MlflowClient(tracking_uri=tracking)
+    exp = client.get_experiment_by_name(name)
+    refits = client.search_runs([exp.experiment_id], "tags.kind = 'refit'")
+    assert [r.info.status for r in refits] == ["FINISHED"], outs
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert study.user_attrs["refit"]["run_id"] == refits[0].info.run_id
+    version = client.get_model_version_by_alias(f"{name}-encoder", "best")
+    assert version.run_id == refits[0].info.run_id
