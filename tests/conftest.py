@@ -13,6 +13,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("servers") is None)  # stable
 
 
+@pytest.fixture(autouse=True)
+def same_torch_threads():
+    """A test that runs ``study.run --threads N`` in this process leaves torch's thread count
+    as it found it: results of later tests depend on it (float sums in another order)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
     """The suite's own data cache, for this process and every process a test starts: no

@@ -121,8 +121,9 @@ def wait_for(check, what, proc, timeout=600):
 def test_a_kill_during_the_refit_leaves_the_study_and_the_next_run_refits(tmp_path):
     # S4's conv autoencoder refit on all 60,000 images takes long enough to be caught.
     argv = [*TINY, "--objective", "ae", "--trials", "1", "--epochs", "1", "--no-baseline",
-            "--enqueue-seeds", "s4-conv-ae-fc", "--threads", "1", *stores(tmp_path)]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "study.run", *argv],
+            "--enqueue-seeds", "s4-conv-ae-fc", *stores(tmp_path)]  # fmt: skip
+    # (--threads only in the child: in this process it would stay set for later tests)
+    proc = subprocess.Popen([sys.executable, "-m", "study.run", *argv, "--threads", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         # Read the Optuna store with sqlite3 until its trial is COMPLETE (opening either store
