@@ -9,9 +9,11 @@ checks it, and that there is no import circle)::
                    experiment_cli (what ablate and confirm share)
         |
     execution      a study's run: session, scheduler (ask/tell, heartbeats, recovery),
-                   one trial's life, the loop from checks to exit code, workers, console
+                   one trial's life, the loop from checks to exit code, the refit,
+                   workers, console
         |
-    reporting      the report, its plots and tables, the experiments' tables, HTML
+    reporting      the report, its plots and tables, the experiments' tables, the
+                   references (PCA, IWAE, published figures), HTML
         |
     experiments    studies of fixed cells: ablation and confirmation plans, factors, stats
         |
