@@ -105,6 +105,13 @@ def add_refit_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
         "validation)",
     )
     p.add_argument(
+        "--refit-epochs",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="the refit's epochs (default: twice the best trial's epoch budget)",
+    )
+    p.add_argument(
         "--refit-limit",
         type=non_negative_int,
         default=d.refit_limit,

@@ -1,8 +1,8 @@
 """The refit: the study's best model at full quality.
 
 When a study is full (or its ``--timeout`` is reached), its best configuration is retrained
-on all the training data (train + validation: 60,000 images), for its own epoch budget,
-from the study's ``--seed``; scored once on the test split; logged as an MLflow run of the
+on all the training data (train + validation: 60,000 images), for twice its own epoch budget
+(``--refit-epochs N`` to choose), from the study's ``--seed``; scored once on the test split; logged as an MLflow run of the
 study (``refit-trial-N``, tag ``kind=refit``, under the parent run) with its curves,
 checkpoint and test metrics; and registered as the study's ``@best`` model
 (``tracking.registry``). With ``--refit-top K`` the K best configurations are refit on the
@@ -22,13 +22,13 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from study.execution.scheduler import Stop, StopKind
 from study.search.results import countable, maximizing, primary
-from study.settings import REFIT_ATTR
+from study.settings import REFIT_ATTR, REFIT_EPOCHS_FACTOR
 from study.stores.locations import StudyLock
 
 KIND_TAG = "kind"  # the refit's MLflow run: kind=refit
@@ -132,6 +132,8 @@ def run(session, top: list, dataset, device) -> Refit:
     fitted = []
     for trial in top:
         spec = TrialSpec.from_dict(trial.user_attrs["spec"])
+        epochs = settings.refit_epochs or REFIT_EPOCHS_FACTOR * spec.train.epochs
+        spec = replace(spec, train=replace(spec.train, epochs=epochs))
         model, history, run_id = refit_one(session, trial, spec, dataset, train, device)
         held = None if whole else evaluate(model, task_for(spec.model), dataset.val.to(device),
                                            device=device)  # fmt: skip
