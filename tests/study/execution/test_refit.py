@@ -41,6 +41,7 @@ def test_a_finished_study_is_refit_once_logged_and_registered_as_best(tmp_path, 
     refit = study.user_attrs[REFIT_ATTR]
     assert refit["trial"] == best.number and refit["candidates"] == [best.number]
     assert refit["images"] == 600 and refit["seed"] == 0 and refit["held_out"] is None
+    assert refit["epochs"] == 2 * best.user_attrs["spec"]["train"]["epochs"]  # the default rule
     assert 0 < refit["test"]["mse"] < 1
     client, runs = refit_runs(tmp_path)
     assert len(runs) == 1
@@ -88,8 +89,9 @@ def test_no_refit_registers_the_best_trial_as_best(tmp_path, capsys):
 
 def test_refit_top_k_picks_on_validation_and_tests_only_the_pick(tmp_path):
     assert run.main([*AE, *stores(tmp_path), "--trials", "3", "--pruner", "none",
-                     "--refit-top", "2"]) == 0  # fmt: skip
+                     "--refit-top", "2", "--refit-epochs", "1"]) == 0  # fmt: skip
     refit = study_of(tmp_path).user_attrs[REFIT_ATTR]
+    assert refit["epochs"] == 1
     assert len(refit["candidates"]) == 2 and refit["trial"] in refit["candidates"]
     assert set(refit["held_out"]) >= {"mse"}
     _, runs = refit_runs(tmp_path, "FINISHED")
