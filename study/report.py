@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from study.cli import Parser, add_study_options, entry
+from study.cli import Parser, add_study_options, entry, positive_int
 from study.reporting.report import REPORT_DIR, write_report
 from study.settings import ReportSettings, from_namespace
 from study.stores.locations import DEFAULT_STORAGE, check_tracking, tracking_client
@@ -25,6 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="folder (default: reports/STUDY beside a local storage file, else mlruns/reports/STUDY)",
+    )
+    p.add_argument(
+        "--iwae-samples",
+        type=positive_int,
+        default=ReportSettings.iwae_samples,
+        metavar="K",
+        help="importance samples of a VAE study's IWAE bound on test images (default: %(default)s)",
     )
     return p
 
@@ -45,7 +52,9 @@ def report(s: ReportSettings) -> int:
         check_tracking(s.tracking)
         client = tracking_client(s.tracking)
         parent = study.user_attrs.get(PARENT_ATTR)
-    path = write_report(study, out, client=client, parent_run_id=parent)
+    path = write_report(
+        study, out, client=client, parent_run_id=parent, iwae_samples=s.iwae_samples
+    )
     print(f"Report: {path}  (and {path.with_suffix('.md')})")
     if parent:
         print(f"Logged to MLflow run {parent} under {REPORT_DIR}/")

@@ -228,6 +228,7 @@ class ExportSettings(StudyRef):
 @dataclass(frozen=True)
 class ReportSettings(StudyRef):
     out: Path | None = None
+    iwae_samples: int = 100  # k of a VAE study's IWAE bound
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ def iwae_nll(model, x: torch.Tensor, k: int, *, seed: int = 0, chunk: int = 100)
     return torch.cat(out)
 
 
-def iwae_section(study, dataset, best, client) -> list[str]:
+def iwae_section(study, dataset, best, client, k: int = IWAE_SAMPLES) -> list[str]:
     """For a ``vae`` study: the negative ELBO of its model (the refit's when there is one,
     else the best trial's) on the first test images, beside the IWAE bound on them."""
     from models import evaluate, task_for
@@ -137,10 +137,10 @@ def iwae_section(study, dataset, best, client) -> list[str]:
     device = torch.device("cpu")
     nelbo = evaluate(enc.model, task_for(enc.spec.model), test, device=device)["nelbo"]
     x = test.images.float().div(255)
-    bound = float(iwae_nll(enc.model, x, IWAE_SAMPLES).mean())
+    bound = float(iwae_nll(enc.model, x, k).mean())
     return head + [
         f"On the first {len(test)} test images, {which}: negative ELBO {nelbo:.2f} nats per "
-        f"image; negative IWAE bound with k = {IWAE_SAMPLES} importance samples (Burda et al. "
+        f"image; negative IWAE bound with k = {k} importance samples (Burda et al. "
         f"2015) {bound:.2f} nats, the closer estimate of -log p(x) (the bound tightens as k "
         "grows). Pixels are the data set's grey levels in [0, 1] under a Bernoulli likelihood, "
         "so these are not comparable with published figures on binarized MNIST (~86.8 nats)."

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 from objectives import BASELINE_ATTR, SEED_ATTR
 from study.reporting.html import to_html
 from study.reporting.plots import best_pictures, draw_plots, draw_study_front, draw_tradeoffs
+from study.reporting.references import IWAE_SAMPLES
 from study.reporting.tables import (
     GROUP_COLUMNS,
     fmt,
@@ -204,7 +205,7 @@ def experiments(study) -> list[str]:
     return md
 
 
-def references(study, dataset: str, best, client) -> list[str]:
+def references(study, dataset: str, best, client, iwae_samples: int) -> list[str]:
     """Known references beside the study's numbers: PCA at each latent size (``ae``), the
     IWAE bound beside the negative ELBO (``vae``)."""
     from study.reporting.references import classifier_section, iwae_section, pca_section
@@ -220,12 +221,13 @@ def references(study, dataset: str, best, client) -> list[str]:
         data = load(dataset)
         if objective == "ae":
             return pca_section(study, data)
-        return iwae_section(study, data, best, client)
+        return iwae_section(study, data, best, client, iwae_samples)
     except Exception as e:  # noqa: BLE001 - the rest of the report stands without it
         return ["", f"(No reference for this study: {' '.join(str(e).split())[:200]}.)"]
 
 
-def write_report(study, out: Path, *, client=None, parent_run_id: str | None = None) -> Path:
+def write_report(study, out: Path, *, client=None, parent_run_id: str | None = None,
+                 iwae_samples: int = IWAE_SAMPLES) -> Path:  # fmt: skip
     """Write plots, ``report.md`` and ``report.html`` to ``out``; log them to the parent run."""
     out.mkdir(parents=True, exist_ok=True)
     dataset = study.user_attrs.get("dataset", "fashion-mnist")
@@ -233,7 +235,7 @@ def write_report(study, out: Path, *, client=None, parent_run_id: str | None = N
     plots, notes, top = draw_plots(study, out)
     pictures = best_pictures(best, client, out, dataset) if best is not None else []
     md = overview(study, best, top) + questions(study, trial_rows(study)) + experiments(study)
-    md += tradeoffs(study, out) + references(study, dataset, best, client)
+    md += tradeoffs(study, out) + references(study, dataset, best, client, iwae_samples)
     md += timing.markdown(study.get_trials(deepcopy=False))
     md += figures(plots, notes, pictures, best)
     text = "\n".join(md).rstrip() + "\n"

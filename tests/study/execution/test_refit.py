@@ -10,6 +10,7 @@ import sys
 import time
 
 import optuna
+import pytest
 from mlflow import MlflowClient
 
 from study import run
@@ -180,3 +181,13 @@ def test_a_classifier_studys_report_sets_its_refit_beside_published_figures(tmp_
     section = report.split("## Against published figures")[1]
     assert f"test accuracy **{acc:.4f}**" in section
     assert "an MLP 256-128-64: about 0.90" in section and "zalandoresearch" in section
+
+
+def test_bad_refit_values_are_one_line_and_exit_2(tmp_path, capsys):
+    for option, bad in (("--refit-top", "0"), ("--refit-epochs", "-2"), ("--refit-limit", "-1")):
+        with pytest.raises(SystemExit) as stop:  # argparse's exit, as from the shell
+            run.main([*AE, *stores(tmp_path), "--trials", "1", option, bad])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and option in err[0] and bad in err[0], err
+    assert list(tmp_path.iterdir()) == []

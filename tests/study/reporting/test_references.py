@@ -1,6 +1,7 @@
 """The references beside a study's numbers: PCA's MSE, exact on a case worked by hand, and
 its table in a real ae study's report."""
 
+import optuna
 import pytest
 import torch
 
@@ -84,3 +85,34 @@ def test_a_vae_studys_report_sets_the_iwae_bound_beside_the_elbo(tmp_path):
     assert "first 1000 test images, trial 0's checkpoint" in section
     nelbo, bound = map(float, re.findall(r"([\d.]+) nats", section)[:2])
     assert "k = 100" in section and 0 < bound < nelbo
+
+    # The estimate itself, on that model: k = 1 is the ELBO's estimate (a sampled KL in place
+    # of the exact one), and a larger k, on the same seeded samples, is never looser.
+    from models import evaluate, task_for
+    from study.artifacts.encoder import Encoder
+    from study.data.loading import load
+    from study.reporting.references import iwae_nll
+
+    study = optuna.load_study(
+        study_name="vae-fashion-mnist", storage=f"sqlite:///{tmp_path}/optuna.db"
+    )
+    enc = Encoder.from_run(study.trials[0].user_attrs["mlflow_run_id"],
+                           tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")  # fmt: skip
+    test = load("fashion-mnist").test.head(500)
+    x = test.images.float().div(255)
+    elbo = evaluate(enc.model, task_for(enc.spec.model), test, device=torch.device("cpu"))["nelbo"]
+    nll = {k: float(iwae_nll(enc.model, x, k, seed=3).mean()) for k in (1, 10, 100)}
+    assert nll[1] == pytest.approx(elbo, rel=0.01)
+    assert nll[100] <= nll[10] <= nll[1]
+
+
+def test_a_bad_number_of_importance_samples_is_one_line_and_exit_2(tmp_path, capsys):
+    from study import report
+
+    for bad in ("-1", "0", "many"):
+        with pytest.raises(SystemExit) as stop:  # argparse's exit, as from the shell
+            report.main(["--iwae-samples", bad, "--storage", f"sqlite:///{tmp_path}/o.db"])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--iwae-samples" in err[0] and bad in err[0], err
+    assert list(tmp_path.iterdir()) == []
