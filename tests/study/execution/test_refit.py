@@ -191,3 +191,12 @@ def test_bad_refit_values_are_one_line_and_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and option in err[0] and bad in err[0], err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_study_run_with_workers_is_refit_once_by_the_process_that_started_them(tmp_path):
+    argv = [*AE, *stores(tmp_path), "--trials", "4", "--workers", "2", "--heartbeat", "2",
+            "--heartbeat-grace", "60"]  # fmt: skip
+    assert run.main(argv) == 0
+    _, runs = refit_runs(tmp_path)
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    assert study_of(tmp_path).user_attrs[REFIT_ATTR]["run_id"] == runs[0].info.run_id
