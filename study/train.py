@@ -12,8 +12,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from study.cli import (
     Parser,
     add_data_dir_option,
@@ -149,13 +147,10 @@ def from_checkpoint(s: TrainSettings, cfg: dict, spec, device):
 
 
 def retrain(s: TrainSettings, spec, data, test, device):
-    from models import Split, fit
+    from models import fit
+    from study.execution.refit import full_training_set
 
-    full = Split(
-        torch.cat([data.train.images, data.val.images]),
-        torch.cat([data.train.labels, data.val.labels]),
-    )
-    full = full.head(s.limit_train or None).to(device)
+    full = full_training_set(data, s.limit_train, with_val=True).to(device)
     print(
         f"Retraining {spec.model.family} ({spec.objective}) on {len(full)} images for "
         f"{spec.train.epochs} epochs on {device}"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from study.execution.scheduler import Stop, StopKind
-from study.search.results import countable, maximizing, primary
+from study.search.results import maximizing, top_completed
 from study.settings import REFIT_ATTR, REFIT_EPOCHS_FACTOR
 from study.stores.locations import StudyLock
 
@@ -63,13 +63,6 @@ class Refit:
         return self.test[self.metric]
 
 
-def candidates(study, k: int) -> list:
-    """The ``k`` best completed trials of the study's own that carry a spec."""
-    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    done = [t for t in done if countable(t) and "spec" in t.user_attrs]
-    return sorted(done, key=primary, reverse=maximizing(study))[:k]
-
-
 def skipped(settings, study, stop: Stop) -> str | None:
     """Why this study gets no refit now (None: it does)."""
     from study.experiments.cells import is_experiment
@@ -92,7 +85,7 @@ def ensure(session, dataset, device, stop: Stop) -> tuple[Refit | None, bool]:
         if reason != "off":
             print(f"No refit: {reason}.")
         return None, False
-    top = candidates(study, settings.refit_top)
+    top = top_completed(study, settings.refit_top)
     if not top:
         return None, False
     lock = StudyLock(settings.storage, settings.name, purpose="refit")
@@ -128,6 +121,7 @@ def run(session, top: list, dataset, device) -> Refit:
     settings = session.settings
     whole = len(top) == 1
     train = full_training_set(dataset, settings.refit_limit, with_val=whole).to(device)
+    val = None if whole else dataset.val.to(device)  # the held-out measure, with K > 1
     started = time.monotonic()
     fitted = []
     for trial in top:
@@ -135,8 +129,7 @@ def run(session, top: list, dataset, device) -> Refit:
         epochs = settings.refit_epochs or REFIT_EPOCHS_FACTOR * spec.train.epochs
         spec = replace(spec, train=replace(spec.train, epochs=epochs))
         model, history, run_id = refit_one(session, trial, spec, dataset, train, device)
-        held = None if whole else evaluate(model, task_for(spec.model), dataset.val.to(device),
-                                           device=device)  # fmt: skip
+        held = None if whole else evaluate(model, task_for(spec.model), val, device=device)
         fitted.append((trial, spec, model, run_id, held, history))
     task = task_for(fitted[0][1].model)
     if whole:
@@ -183,7 +176,7 @@ def refit_one(session, trial, spec, dataset, train, device):
         f"Refit of trial {trial.number}'s configuration on {len(train)} images, "
         f"{spec.train.epochs} epochs, seed {settings.seed}, on {device}"
     )
-    run_id = open_run(tracker, trial, spec, dataset, len(train)) if tracker else None
+    run_id = open_run(tracker, trial, spec, dataset, len(train), settings.seed) if tracker else None
 
     def show(result) -> None:
         print(f"  refit {result.phase} epoch {result.epoch}: train loss "
@@ -203,7 +196,7 @@ def refit_one(session, trial, spec, dataset, train, device):
     return fitted.model, fitted.history, run_id
 
 
-def open_run(tracker, trial, spec, dataset, images: int) -> str:
+def open_run(tracker, trial, spec, dataset, images: int, seed: int) -> str:
     from study.tracking.records import as_params, context_tags, data_inputs
 
     client = tracker.client
@@ -221,8 +214,8 @@ def open_run(tracker, trial, spec, dataset, images: int) -> str:
         },
     )
     rid = run.info.run_id
-    client.log_batch(rid, params=as_params({**spec.flat_params(), "images": images,
-                                            "trial_number": trial.number}))  # fmt: skip
+    params = {**spec.flat_params(), "images": images, "seed": seed, "trial_number": trial.number}
+    client.log_batch(rid, params=as_params(params))
     n_train = min(images, len(dataset.train))
     seen = {"train": n_train, "val": images - n_train, "test": len(dataset.test)}
     client.log_inputs(rid, datasets=data_inputs(dataset, {k: v for k, v in seen.items() if v}))
@@ -237,7 +230,6 @@ def finish_run(tracker, refit: Refit, fitted: list) -> None:
 
     client = tracker.client
     for trial, spec, model, run_id, held, history in fitted:
-        client.log_param(run_id, "seed", refit.seed)
         log_curves(client, run_id, history)
         metrics = {}
         if held is not None:

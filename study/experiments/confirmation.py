@@ -6,12 +6,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from optuna.trial import TrialState
-
 from objectives import TrialSpec
 from study.errors import UsageError
 from study.experiments import cells
-from study.search.results import countable, maximizing, primary
+from study.search.results import primary, top_completed
 from study.settings import (
     DATA_ATTR,
     LIMIT_TRAIN,
@@ -24,17 +22,13 @@ SUFFIX = "confirm"
 
 
 def top_trials(study, k: int) -> list:
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
-        if countable(t) and "spec" in t.user_attrs
-    ]
-    if not done:
+    trials = top_completed(study, k)
+    if not trials:
         raise UsageError(
             f"study {study.study_name!r} has no completed trial to confirm; run "
             "python -m study.run first"
         )
-    return sorted(done, key=primary, reverse=maximizing(study))[:k]
+    return trials
 
 
 @dataclass(frozen=True)

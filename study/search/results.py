@@ -37,3 +37,14 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     if not own:
         return None
     return (max if maximizing(study) else min)(own, key=primary)
+
+
+def top_completed(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The ``k`` best completed trials of the study's own that carry a spec, best first
+    (what a confirmation retrains and a refit refits)."""
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=[TrialState.COMPLETE])
+        if countable(t) and "spec" in t.user_attrs
+    ]
+    return sorted(done, key=primary, reverse=maximizing(study))[:k]

@@ -147,7 +147,7 @@ def register_run(client, experiment_id: str, study_name: str, run_id: str, *, ob
             client, experiment_id, run_id, encoder.model, example, view=view, portable=True,
             metadata=metadata,
         )  # fmt: skip
-        if not client.search_registered_models(f"name = '{name}'"):
+        if current is None and not client.search_registered_models(f"name = '{name}'"):
             client.create_registered_model(name, tags={"optuna.study": study_name, "view": view})
         source = client.get_logged_model(model_id).artifact_location
         version = client.create_model_version(
