@@ -31,13 +31,15 @@ data: setup
 	    >/dev/null; $(PY) -m study.data; }
 
 # The end-to-end tests (marked `servers`) start PostgreSQL, an MLflow server and headless
-# Chromium; Debian's packages supply them when they are missing.
-SYSTEM_TEST_DEPS := chromium chromium-driver postgresql
+# Chromium; the disk tests hold a lock with an sqlite3 shell. Debian's packages supply them
+# when they are missing.
+SYSTEM_TEST_DEPS := chromium chromium-driver postgresql sqlite3
 system-test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v sqlite3 >/dev/null || missing="$$missing sqlite3"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing with apt-get (for the end-to-end tests)"; \
 	  $(SUDO) apt-get update -qq && \

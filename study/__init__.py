@@ -4,7 +4,7 @@
 The rooms, top to bottom; each imports only rooms below it (``tests/test_layout.py``
 checks it, and that there is no import circle)::
 
-    entry points   run, export, train, encode, report, ablate, confirm, dashboard,
+    entry points   run, export, train, encode, report, ablate, confirm, dashboard, backup,
                    data (python -m study.data); cli (parsers, shared options),
                    experiment_cli (what ablate and confirm share)
         |
@@ -27,7 +27,8 @@ checks it, and that there is no import circle)::
     settings       the frozen settings objects every CLI builds once
         |
     stores         storage and tracking URLs, locks, credentials, outage riding, the
-        |          Optuna internals adapter, loading an existing study
+        |          disk (full, read-only, damaged files), backups, the Optuna internals
+        |          adapter, loading an existing study
     errors         the errors a user can cause, and the exit codes
 
 Below ``study`` come ``objectives`` (search spaces and objectives) and ``models`` (torch only).

@@ -16,7 +16,9 @@ import warnings
 from collections.abc import Callable
 
 from study.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from study.stores.disk import EXIT_DISK_FULL, as_disk_full, disk_full
 from study.stores.locations import DEFAULT_TRACKING, default_tracking, parse_storage, parse_tracking
+from study.stores.outage import EXIT_OUTAGE, OutageError
 from study.stores.secrets import scrub, secrets_in
 
 DATASETS = ("fashion-mnist", "mnist")
@@ -79,6 +81,11 @@ def add_study_options(p: argparse.ArgumentParser, *, storage_default: str) -> No
     p.add_argument(
         "--study-name", default=None, help="study to create or resume (default: OBJECTIVE-DATASET)"
     )
+    add_store_options(p, storage_default=storage_default)
+
+
+def add_store_options(p: argparse.ArgumentParser, *, storage_default: str) -> None:
+    """--storage, --tracking-uri."""
     p.add_argument(
         "--storage",
         metavar="URL",
@@ -181,7 +188,13 @@ def entry(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None
         except KeyboardInterrupt:  # before or between trials: nothing to close
             print("\nInterrupted.", file=sys.stderr)
             return EXIT_INTERRUPTED
-        except Exception:  # a bug: its traceback, with no credential in it
+        except OutageError as e:  # a store away (or locked) for longer than --outage-wait
+            print(f"error: {scrub(str(e), secrets_in(*args))}", file=sys.stderr)
+            return EXIT_OUTAGE
+        except Exception as e:  # a bug (its traceback, with no credential in it), or a full disk
+            if disk_full(e):
+                print(f"error: {as_disk_full(e)}", file=sys.stderr)
+                return EXIT_DISK_FULL
             print(scrub(traceback.format_exc(), secrets_in(*args)), file=sys.stderr, end="")
             return 1
 

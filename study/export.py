@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from study.artifacts import checkpoint
 from study.artifacts.checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
 from study.artifacts.config_file import write_config
 from study.cli import Parser, add_study_options, entry, non_negative_int, positive_int
@@ -61,10 +62,20 @@ def export_trial(study, trial, *, dataset: str, tracking: TrackingURL) -> dict[s
     checkpoint_uri = None
     if run_id and tracking.enabled:
         try:
-            base = tracking_client(tracking).get_run(run_id).info.artifact_uri
+            client = tracking_client(tracking)
+            run = client.get_run(run_id)
+            base = run.info.artifact_uri
             checkpoint_uri = f"{base.rstrip('/')}/{CHECKPOINT_DIR}/{CHECKPOINT_NAME}"
         except Exception:  # noqa: BLE001 - run not in this tracking store
             checkpoint_uri = f"runs:/{run_id}/{CHECKPOINT_DIR}/{CHECKPOINT_NAME}"
+        else:
+            if not checkpoint.has_checkpoint(client, run_id):
+                print(
+                    f"warning: {checkpoint.missing_checkpoint(run)}; the config is written "
+                    "without it: python -m study.train --config on it retrains the model",
+                    file=sys.stderr,
+                )
+                checkpoint_uri = None
     spec = trial.user_attrs["spec"]
     return {
         "objective": spec["objective"],

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-COMMANDS = ["run", "export", "train", "report", "encode", "ablate", "confirm", "dashboard"]
+COMMANDS = [
+    "run", "export", "train", "report", "encode", "ablate", "confirm", "dashboard", "backup",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -14,6 +14,7 @@ import torch
 from models import build_model
 from objectives import TrialSpec
 from study.errors import CheckpointError
+from study.stores import disk
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "model.pt"
@@ -22,7 +23,7 @@ CHECKPOINT_DIR = "checkpoint"
 
 def save(model: torch.nn.Module, spec: TrialSpec, path: Path, **extra: Any) -> Path:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(
+    disk.torch_save(
         {"format_version": FORMAT_VERSION, "spec": spec.to_dict(), "state_dict": state, **extra},
         path,
     )
@@ -78,3 +79,35 @@ def load(
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model, spec
+
+
+def whose(run) -> str:
+    """Who an MLflow run is, for a message: ``trial 4 of study 'x' (MLflow run ID)``."""
+    tags = run.data.tags
+    number, study = tags.get("optuna.trial_number"), tags.get("optuna.study")
+    if tags.get("kind") == "refit":
+        return f"the refit {run.info.run_name} (MLflow run {run.info.run_id})"
+    if number is not None:
+        return f"trial {number} of study {study!r} (MLflow run {run.info.run_id})"
+    return f"MLflow run {run.info.run_id} ({run.info.run_name})"
+
+
+def should_have_checkpoint(run) -> bool:
+    """Whether the run ended as a completed trial or a refit, which always save one."""
+    tags = run.data.tags
+    return run.info.status == "FINISHED" and (
+        tags.get("optuna.state") == "COMPLETE" or tags.get("kind") == "refit"
+    )
+
+
+def missing_checkpoint(run) -> str:
+    """The sentence for a completed run whose checkpoint file is gone."""
+    return (
+        f"{whose(run)} has lost its {CHECKPOINT_DIR}/{CHECKPOINT_NAME}: it is missing from "
+        f"{run.info.artifact_uri} (deleted by hand?)"
+    )
+
+
+def has_checkpoint(client, run_id: str) -> bool:
+    names = {a.path for a in client.list_artifacts(run_id, CHECKPOINT_DIR)}
+    return f"{CHECKPOINT_DIR}/{CHECKPOINT_NAME}" in names

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from models import ServingModule
+from study.artifacts import checkpoint
 from study.artifacts.checkpoint import CHECKPOINT_DIR, CHECKPOINT_NAME
 from study.errors import CheckpointError, EncodeError
 from study.stores.locations import (
-    DEFAULT_TRACKING,
     TrackingURL,
     default_tracking,
     parse_tracking,
@@ -120,7 +120,7 @@ class Encoder:
 
         try:
             model, spec = checkpoint.load(
-                str(uri), tracking_uri=tracking_uri or DEFAULT_TRACKING, device=device
+                str(uri), tracking_uri=tracking_uri or default_tracking(), device=device
             )
         except CheckpointError as e:
             raise EncodeError(str(e)) from None
@@ -152,13 +152,16 @@ class Encoder:
                 f"no registered model {uri!r} in {redact(tracking)} ({first}); see the MLflow "
                 "UI's Models tab for the names and aliases, or pass the store's --tracking-uri"
             ) from None
-        encoder = cls.from_run(version.run_id, tracking_uri=tracking, device=device)
+        try:
+            encoder = cls.from_run(version.run_id, tracking_uri=tracking, device=device)
+        except EncodeError as e:
+            raise EncodeError(f"{uri} (version {version.version}): {e}") from None
         encoder.source = uri
         return encoder
 
     @classmethod
     def from_run(cls, run_id: str, *, tracking_uri: str | None = None, device: str = "cpu"):
-        uri = tracking_uri or DEFAULT_TRACKING
+        uri = tracking_uri or default_tracking()
         try:
             client = tracking_client(parse_tracking(uri))
             run = client.get_run(run_id)
@@ -168,6 +171,15 @@ class Encoder:
                 f"no MLflow run {run_id!r} in {uri} ({str(e).splitlines()[0][:120]}); "
                 "pass the store's --tracking-uri"
             ) from None
+        if f"{CHECKPOINT_DIR}/{CHECKPOINT_NAME}" not in names and checkpoint.should_have_checkpoint(
+            run
+        ):
+            raise EncodeError(
+                f"{checkpoint.missing_checkpoint(run)}; retrain it: python -m study.export "
+                f"--study-name {run.data.tags.get('optuna.study', 'NAME')} --trial "
+                f"{run.data.tags.get('optuna.trial_number', 'N')} --out trial.yaml, then "
+                "python -m study.train --config trial.yaml"
+            )
         if f"{CHECKPOINT_DIR}/{CHECKPOINT_NAME}" not in names:
             raise EncodeError(
                 f"MLflow run {run_id} ({run.info.run_name}, {run.info.status}) has no "
@@ -195,6 +207,13 @@ class Encoder:
         saved_uri = cfg.get("tracking_uri")
         if tracking_uri is None and saved_uri and "***" not in str(saved_uri):
             tracking_uri = None if saved_uri == "none" else saved_uri
+        local = Path(uri[len("file://") :]) if str(uri).startswith("file://") else None
+        if local is not None and not local.exists():
+            raise EncodeError(
+                f"{path} is trial {cfg.get('trial')} of study {cfg.get('study')!r}, whose "
+                f"checkpoint {uri} is missing (deleted by hand?); retrain it: "
+                f"python -m study.train --config {path}"
+            )
         encoder = cls.from_checkpoint(uri, tracking_uri=tracking_uri, device=device)
         try:
             wanted = TrialSpec.from_dict(cfg).model

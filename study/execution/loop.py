@@ -15,6 +15,7 @@ from study.execution import console
 from study.execution.scheduler import FULL, Stop, StopKind, Tally, counts, finished, work
 from study.search.results import best_trial
 from study.settings import RunSettings
+from study.stores.disk import EXIT_DISK_FULL, DiskFullError
 from study.stores.locations import check_storage, check_tracking
 from study.stores.outage import EXIT_OUTAGE, OutageError
 from study.stores.secrets import secrets_in
@@ -44,19 +45,8 @@ def run_study(settings: RunSettings) -> int:
     configs = check_configs(settings.enqueue_configs, objective, settings.epochs)
     session = open_session(settings, objective, dataset, device, configs=configs)
     settings, data = session.settings, session.data  # the images per trial filled in
-    if not settings.is_worker:
-        print("\n".join(console.header(session, data, device)))
-        if settings.pareto:
-            print(
-                "  two objectives: Optuna cannot prune a multi-objective study, so every "
-                "trial trains its full epoch budget (--pruner is not used)"
-            )
-        if session.finished_before >= settings.trials:
-            print(
-                f"Nothing to do: the study already has {session.finished_before} finished "
-                f"trials (--trials {settings.trials}). Raise --trials to run more."
-            )
-            return refit_if_missing(session, dataset, device)
+    if not settings.is_worker and not say_header(session, data, device):
+        return refit_if_missing(session, dataset, device)
     started = time.monotonic()
     if settings.workers > 1 and not settings.is_worker:
         from study.execution.workers import spawn
@@ -64,20 +54,40 @@ def run_study(settings: RunSettings) -> int:
         code = spawn(settings, torch.cuda.device_count())
         if code == EXIT_INTERRUPTED or code < 0:
             return interrupted(session)
+        if code in (EXIT_OUTAGE, EXIT_DISK_FULL):  # the worker said why; nothing to publish
+            return code
         stop = Stop(StopKind.WORKER_FAILED, f"a worker exited with code {code}") if code else FULL
     else:
         try:
             stop = loop(session, data, device)
         except KeyboardInterrupt:
             return interrupted(session)
-        except OutageError as e:
+        except (OutageError, DiskFullError) as e:  # nothing finished is lost: one line
             print(f"error: {e}", file=sys.stderr)
-            return EXIT_OUTAGE
+            return EXIT_OUTAGE if isinstance(e, OutageError) else EXIT_DISK_FULL
         if settings.is_worker:
             if stop.text:
                 print(f"Stopped: {stop.text}.")
             return 1 if stop.failed else 0
     return finish(session, stop, time.monotonic() - started, dataset, device)
+
+
+def say_header(session, data, device) -> bool:
+    """The study's header; whether there are trials left to run (else it says so)."""
+    settings = session.settings
+    print("\n".join(console.header(session, data, device)))
+    if settings.pareto:
+        print(
+            "  two objectives: Optuna cannot prune a multi-objective study, so every "
+            "trial trains its full epoch budget (--pruner is not used)"
+        )
+    if session.finished_before >= settings.trials:
+        print(
+            f"Nothing to do: the study already has {session.finished_before} finished "
+            f"trials (--trials {settings.trials}). Raise --trials to run more."
+        )
+        return False
+    return True
 
 
 def secrets_of(session) -> set[str]:
@@ -93,8 +103,7 @@ def refit_if_missing(session, dataset, device) -> int:
     try:
         refit, new = refit_mod.ensure(session, dataset, device, FULL)
     except Exception as e:  # noqa: BLE001 - the trials are saved; say so in one line
-        refit_mod.failed(e, secrets_of(session))
-        return 1
+        return refit_mod.failed(e, secrets_of(session))
     if new and session.tracker is None:
         print(refit_mod.summary_line(refit, None))
     elif new:
@@ -188,7 +197,6 @@ def finish(session, stop: Stop, seconds: float, dataset, device) -> int:
         encode_run = refit.run_id if refit is not None and refit.run_id else encoder_run
         print("\n".join(console.commands(settings, experiment_id, encode_run)))
     if refit_error is not None:
-        refit_mod.failed(refit_error, secrets_of(session))
-        return 1
+        return refit_mod.failed(refit_error, secrets_of(session))
     # A timeout is a stop the user asked for; failures or a failed worker are not.
     return 1 if stop.failed else 0

@@ -39,6 +39,12 @@ def publish_encoder_of(tracker, best) -> str | None:
         print(f"warning: could not export the best trial's encoder: {line}", file=sys.stderr)
         return None
     if uri is None:
+        from study.artifacts import checkpoint
+
+        run = tracker.client.get_run(run_id)
+        if checkpoint.should_have_checkpoint(run):
+            print(f"warning: {checkpoint.missing_checkpoint(run)}; its encoder is not "
+                  "published or registered", file=sys.stderr)  # fmt: skip
         return None
     tracker.client.set_tag(tracker.parent_run_id, "best_encoder_uri", uri)
     print(f"Encoder of trial {best.number}: {uri}")

@@ -261,13 +261,19 @@ def summary_line(refit: Refit, uri: str | None) -> str:
     )
 
 
-def failed(e: Exception, secrets: set[str]) -> None:
-    """One line for a refit that failed: the trials are saved, a re-run refits."""
+def failed(e: Exception, secrets: set[str]) -> int:
+    """One line for a refit that failed (the trials are saved, a re-run refits); the exit
+    code: 1, or for a full disk its own."""
+    from study.stores.disk import EXIT_DISK_FULL, as_disk_full, disk_full
     from study.stores.secrets import scrub
 
+    if disk_full(e):
+        print(f"error: the refit stopped: {as_disk_full(e)}", file=sys.stderr)
+        return EXIT_DISK_FULL
     line = scrub(" ".join(f"{type(e).__name__}: {e}".split())[:300], secrets)
     print(
         f"error: the refit failed ({line}); the study's trials are saved: re-run the same "
         "command to refit, or --no-refit",
         file=sys.stderr,
     )
+    return 1

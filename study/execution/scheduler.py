@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from study.experiments import cells
 from study.search.results import best_trial, countable
 from study.stores import optuna_internals as internals
+from study.stores.disk import DiskFullError
 
 MAX_RETRIES = 3
 MAX_FAILURES_IN_A_ROW = 5
@@ -142,6 +143,7 @@ class Heartbeat:
         self.last_ok, self.last_ok_wall = time.monotonic(), time.time()
         self.longest_gap = 0.0
         self.said: set[str] = set()
+        self.stopped: DiskFullError | None = None  # a full disk: the trial's guard raises it
 
     def __enter__(self) -> Heartbeat:
         if self.interval is not None:
@@ -165,6 +167,9 @@ class Heartbeat:
             )
         try:
             self.storage.record_heartbeat(self.trial_id)
+        except DiskFullError as e:  # said by the worker as it stops
+            self.stopped = e
+            return
         except Exception as e:  # noqa: BLE001 - retried next interval
             self._once(
                 "failed",

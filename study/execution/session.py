@@ -184,6 +184,7 @@ def open_session(
         settings.outage_wait,
         say,
         max_delay=min(10.0, settings.heartbeat),  # heartbeats resume within one interval
+        place=settings.storage.path,
     )
     lock = StudyLock(settings.storage, settings.name, outage=storage_outage)
     with lock():
@@ -271,9 +272,12 @@ def create_or_load(settings: RunSettings, objective: Objective, storage, *, offs
 def make_tracker(settings: RunSettings, study, data, device) -> StudyTracker | None:
     if not settings.tracking.enabled:
         return None
+    tracking = settings.tracking
+    what = "store" if tracking.path is not None else "server"
     outage = Outage(
-        f"the MLflow tracking server {settings.tracking.redacted}", settings.outage_wait, say
-    )
+        f"the MLflow tracking {what} {tracking.redacted}", settings.outage_wait, say,
+        place=tracking.path,
+    )  # fmt: skip
     return StudyTracker(
         settings.tracking,
         study,

@@ -9,6 +9,7 @@ its checkpoint and records are written.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from study.search.costs import COST_ATTR, OVER_BUDGET_ATTR, CostMeter, budget_vi
 from study.search.samplers import is_seed
 from study.settings import DATA_ATTR, RunSettings
 from study.stores import optuna_internals as internals
+from study.stores.disk import DiskFullError, as_disk_full, disk_full
 from study.stores.outage import OutageError
 from study.stores.secrets import scrub, secrets_in
 from study.tracking.pictures import SCATTER_POINTS
@@ -102,6 +104,9 @@ class TrialRunner:
                 except KeyboardInterrupt:
                     life.record()  # it trained to its end: recorded before Ctrl-C goes on
                     raise
+                except DiskFullError as e:  # the last trial's records met a full disk
+                    life.leave_for_retry(e)
+                    raise
                 beat = None  # beats on until the trial is told
                 return None
             life.record()
@@ -158,6 +163,8 @@ class _Life:
         only once this worker's heartbeats have not been on time (a takeover needs
         ``--heartbeat-grace`` seconds of silence), then at most every ``GUARD_EVERY``
         seconds; tell() checks again at the end."""
+        if self.beat.stopped is not None:  # its heartbeat met a full disk
+            raise self.beat.stopped
         if self.beat.on_time() or time.monotonic() - self.guarded < GUARD_EVERY:
             return
         if internals.current(self.study, self.trial).state != TrialState.RUNNING:
@@ -206,6 +213,10 @@ class _Life:
             self.record(interrupted=True)
             raise
         except Exception as e:  # noqa: BLE001 - recorded with its traceback; the study goes on
+            if disk_full(e):  # not the trial's fault: the worker stops, the trial is retried
+                full = as_disk_full(e)
+                self.leave_for_retry(full)
+                raise full from e
             self.reason, self.error = f"{type(e).__name__}: {e}", e
 
     def train(self) -> float:
@@ -225,7 +236,7 @@ class _Life:
         writer = runner.writer
         self.reporter = TrialReporter(
             trial, self.mlflow_run, run_context(runner, trial, original), self.guard, timed,
-            settle=writer.wait if writer is not None else (lambda: None),
+            settle=writer.settle if writer is not None else (lambda: None),
         )  # fmt: skip
         if resume is not None:
             self.reporter.epochs = len(resume["history"])
@@ -331,9 +342,37 @@ class _Life:
     def _taken_over_reason(self) -> str:
         return f"taken over: no heartbeat for {self.beat.silence():.0f} s"
 
+    def leave_for_retry(self, full: DiskFullError) -> None:
+        """A full disk stopped this trial: recorded (as far as the disks let it) as an
+        interrupted failure that the next run retries; what cannot be written now is left
+        RUNNING, and is retried once its heartbeat is ``--heartbeat-grace`` seconds old."""
+        self.reason = f"stopped: {full}"
+        if self.mlflow_run is not None:
+            self.mlflow_run.model = None
+            with contextlib.suppress(Exception):
+                self.mlflow_run.close("FAIL", reason=self.reason)
+        with contextlib.suppress(Exception):
+            self.trial.set_user_attr("fail_reason", scrub(self.reason, self.secrets()))
+            self.trial.set_user_attr("interrupted", True)
+            self.study.tell(self.trial, None, state=TrialState.FAIL, skip_if_finished=True)
+        self.state = TAKEN_OVER  # nothing more of it is this worker's to record
+
     def record(self, interrupted: bool = False) -> None:
         """Close the MLflow run, then tell Optuna; a trial is COMPLETE only once its run
-        (checkpoint included) is written."""
+        (checkpoint included) is written. A full disk meanwhile leaves it for a retry."""
+        if self.state == TAKEN_OVER:
+            self._record(interrupted)
+            return
+        try:
+            self._record(interrupted)
+        except Exception as e:
+            if not disk_full(e):
+                raise
+            full = as_disk_full(e)
+            self.leave_for_retry(full)
+            raise full from e
+
+    def _record(self, interrupted: bool) -> None:
         if self.state == TAKEN_OVER:  # its record is the other worker's now
             if self.mlflow_run is not None:
                 self.runner.tracker.safely(self.mlflow_run.taken_over, self.reason)

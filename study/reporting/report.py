@@ -11,6 +11,7 @@ parent MLflow run under ``report/``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from optuna.trial import TrialState
@@ -226,6 +227,49 @@ def references(study, dataset: str, best, client, iwae_samples: int) -> list[str
         return ["", f"(No reference for this study: {' '.join(str(e).split())[:200]}.)"]
 
 
+def missing_files(study, best, client) -> list[str]:
+    """A section naming each completed trial (and the refit) whose checkpoint is gone from
+    the artifact store, and the best trial's pictures if they are; each also said on stderr.
+    Nothing else of the report depends on them."""
+    from study.artifacts import checkpoint
+    from study.settings import REFIT_ATTR
+
+    if client is None:
+        return []
+    runs = [t.user_attrs.get("mlflow_run_id") for t in study.get_trials(deepcopy=False)
+            if t.state.name == "COMPLETE"]  # fmt: skip
+    runs.append((study.user_attrs.get(REFIT_ATTR) or {}).get("run_id"))
+    lines = []
+    for run_id in filter(None, runs):
+        try:
+            run = client.get_run(run_id)
+            if checkpoint.should_have_checkpoint(run) and not checkpoint.has_checkpoint(
+                client, run_id
+            ):
+                lines.append(checkpoint.missing_checkpoint(run))
+        except Exception:  # noqa: BLE001 - a run of another tracking store
+            continue
+    run_id = best.user_attrs.get("mlflow_run_id") if best is not None else None
+    if run_id and best.state.name == "COMPLETE":
+        try:
+            run = client.get_run(run_id)
+            drawn = {a.path for a in client.list_artifacts(run_id, "pictures")}
+            if "pictures_error" not in run.data.tags and "pictures/latent.png" not in drawn:
+                lines.append(
+                    f"{checkpoint.whose(run)} has lost its pictures: they are missing from "
+                    f"{run.info.artifact_uri} (deleted by hand?)"
+                )
+        except Exception:  # noqa: BLE001
+            pass
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
+    if not lines:
+        return []
+    return ["", "## Missing files", "", *(f"- {line}" for line in lines), "",
+            "The rest of the study stands; python -m study.export --trial N and "
+            "python -m study.train --config retrain a trial whose checkpoint is gone."]  # fmt: skip
+
+
 def write_report(study, out: Path, *, client=None, parent_run_id: str | None = None,
                  iwae_samples: int = IWAE_SAMPLES) -> Path:  # fmt: skip
     """Write plots, ``report.md`` and ``report.html`` to ``out``; log them to the parent run."""
@@ -237,6 +281,7 @@ def write_report(study, out: Path, *, client=None, parent_run_id: str | None = N
     md = overview(study, best, top) + questions(study, trial_rows(study)) + experiments(study)
     md += tradeoffs(study, out) + references(study, dataset, best, client, iwae_samples)
     md += timing.markdown(study.get_trials(deepcopy=False))
+    md += missing_files(study, best, client)
     md += figures(plots, notes, pictures, best)
     text = "\n".join(md).rstrip() + "\n"
     (out / "report.md").write_text(text)

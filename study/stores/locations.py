@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from study.errors import UsageError
+from study.stores import disk
 from study.stores.optuna_internals import cached
 from study.stores.secrets import (
     DATABASE_CREDENTIALS,
@@ -28,6 +29,7 @@ from study.stores.secrets import (
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
 DEFAULT_TRACKING = "sqlite:///mlruns/mlflow.db"
 SERVER_SCHEMES = ("postgresql", "mysql")
+BUSY_SECONDS = 10  # how long a SQLite statement waits for another connection's write lock
 
 
 @dataclass(frozen=True, repr=False)
@@ -152,23 +154,48 @@ def writable_dir(path: Path, what: str, flag: str) -> None:
             f"pass another {flag}"
         )
     if not os.access(existing, os.W_OK | os.X_OK):
+        why, fix = "is not writable", "fix the directory's permissions"
+        if disk.read_only_mount(existing):
+            why, fix = "is on a read-only file system", "mount it read-write"
         raise UsageError(
-            f"{existing} is not writable, so the {what} cannot be stored in {path}; "
-            f"pass another {flag} or fix the directory's permissions"
+            f"{existing} {why}, so the {what} cannot be stored in {path}; "
+            f"pass another {flag} or {fix}"
         )
 
 
+def sqlite_files(path: Path) -> list[Path]:
+    """A SQLite database file and the write-ahead log and index beside it."""
+    return [path, *(path.with_name(path.name + end) for end in ("-wal", "-shm"))]
+
+
+def check_local_store(path: Path, what: str, flag: str, *, sqlite: bool) -> None:
+    """A local store's directory and files must be writable, and an existing SQLite file
+    sound (``PRAGMA quick_check``); checked before it is opened, so a refused command
+    changes nothing."""
+    writable_dir(path.resolve().parent, what, flag)
+    for file in sqlite_files(path) if sqlite else [path]:
+        disk.check_writable_file(file, what, flag)
+    if sqlite:
+        disk.check_sqlite(path, what, flag)
+    disk.watch(path.resolve().parent)
+
+
 def check_storage(storage: StorageURL) -> None:
-    """A local store's directory must be creatable and writable (nothing is written yet)."""
+    """A local store must be writable and sound (nothing is written yet)."""
     if storage.path is not None:
         what = "Optuna journal" if storage.kind == "journal" else "Optuna storage"
-        writable_dir(storage.path.resolve().parent, what, "--storage")
+        check_local_store(storage.path, what, "--storage", sqlite=storage.kind == "sqlite")
 
 
 def check_tracking(tracking: TrackingURL) -> None:
-    """A local store's directory must be writable and a tracking server must answer."""
+    """A local store must be writable and sound, its artifacts' directory too; a tracking
+    server must answer."""
     if tracking.path is not None:
-        writable_dir(tracking.path.resolve().parent, "MLflow tracking store", "--tracking-uri")
+        what = "MLflow tracking store"
+        check_local_store(tracking.path, what, "--tracking-uri", sqlite=True)
+        artifacts = tracking.path.resolve().parent / "artifacts"
+        writable_dir(artifacts, "MLflow artifacts", "--tracking-uri")
+        disk.watch(artifacts)
     elif tracking.kind == "http":
         import requests
 
@@ -197,7 +224,9 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=60000")  # wait for another worker's write
+        # Another worker's write takes milliseconds; a lock held longer is another tool's
+        # (an sqlite3 shell's open transaction): then the outage riding says so and waits.
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
         cursor.close()
 
 
@@ -258,7 +287,7 @@ def open_storage(storage: StorageURL, *, heartbeat: int = 30, grace: int | None 
         return JournalStorage(JournalFileBackend(str(storage.path)))
     engine: dict = {"pool_pre_ping": True}  # a server restart leaves dead pooled connections
     if storage.kind == "sqlite":
-        engine = {"connect_args": {"timeout": 60}}  # wait for other writers, don't fail
+        engine = {"connect_args": {"timeout": BUSY_SECONDS}}  # wait for other writers
     with storage_errors(storage):
         rdb = RDBStorage(
             storage.url,
@@ -348,5 +377,6 @@ def tracking_client(tracking: TrackingURL):
     from mlflow import MlflowClient
 
     if tracking.path is not None:
+        disk.check_sqlite(tracking.path, "MLflow tracking store", "--tracking-uri")
         tracking.path.parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=tracking.url)

@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from study.stores.disk import as_disk_full, disk_full
+
 EXIT_OUTAGE = 75  # EX_TEMPFAIL: try again later
 # Words of the errors a client gets while its server is away (or restarting).
 UNREACHABLE = (
@@ -26,11 +28,12 @@ UNREACHABLE = (
 class OutageError(Exception):
     """A server stayed unreachable for longer than ``--outage-wait``."""
 
-    def __init__(self, server: str, seconds: float, wait: float):
+    def __init__(self, server: str, seconds: float, wait: float, *, locked: bool = False):
         self.server, self.seconds = server, seconds
+        state, back = ("locked by another process", "free") if locked else ("unreachable", "back")
         super().__init__(
-            f"{server} has been unreachable for {seconds:.0f} s (--outage-wait {wait:g}); this "
-            "worker stops. Nothing finished is lost: re-run the same command once it is back "
+            f"{server} has been {state} for {seconds:.0f} s (--outage-wait {wait:g}); this "
+            f"worker stops. Nothing finished is lost: re-run the same command once it is {back} "
             "(the interrupted trial resumes from its last snapshot)"
         )
 
@@ -52,6 +55,18 @@ def unreachable(error: BaseException) -> bool:
     return False
 
 
+def locked(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what caused it) is SQLite's: another connection holds the
+    write lock."""
+    for _ in range(6):
+        if error is None:
+            return False
+        if "database is locked" in str(error).lower():
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class Outage:
     """Retries calls to one server through its outages, for every thread of a worker."""
 
@@ -62,10 +77,14 @@ class Outage:
         say: Callable[[str], None] = print,
         *,
         max_delay: float = 10.0,
+        place=None,
     ):
         """``max_delay``: the longest pause between retries (backoff from 0.5 s doubles up to
-        it), so a heartbeat is sent again within that long of the server's return."""
+        it), so a heartbeat is sent again within that long of the server's return.
+        ``place``: the store's local file, if it has one; a full disk there is not an outage
+        but a ``DiskFullError`` that names it."""
         self.server, self.wait, self.say, self.max_delay = server, wait, say, max_delay
+        self.place = place
         self.lock = threading.Lock()
         self.since: float | None = None  # when the current outage began (monotonic)
         self.ended: float | None = None  # when the last one ended
@@ -76,11 +95,13 @@ class Outage:
             try:
                 result = fn(*args, **kwargs)
             except Exception as e:
+                if disk_full(e):
+                    raise as_disk_full(e, self.place) from e
                 if not unreachable(e):
                     raise
                 waited = self._down(e)
                 if waited > self.wait:
-                    raise OutageError(self.server, waited, self.wait) from None
+                    raise OutageError(self.server, waited, self.wait, locked=locked(e)) from None
                 time.sleep(min(delay, max(0.1, self.wait - waited + 0.1)))
                 delay = min(2 * delay, self.max_delay)
                 continue
@@ -92,9 +113,15 @@ class Outage:
             now = time.monotonic()
             if self.since is None:
                 self.since = now
+                why = f"is unreachable ({type(error).__name__})"
+                if locked(error):
+                    why = (
+                        "is locked by another process (a write transaction held open, e.g. "
+                        "by an sqlite3 shell or another tool)"
+                    )
                 self.say(
-                    f"warning: {self.server} is unreachable ({type(error).__name__}); waiting "
-                    f"up to {self.wait:g} s for it (--outage-wait), then going on"
+                    f"warning: {self.server} {why}; waiting up to {self.wait:g} s for it "
+                    "(--outage-wait), then going on"
                 )
             return now - self.since
 

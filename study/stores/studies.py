@@ -6,6 +6,7 @@ from __future__ import annotations
 import optuna
 
 from study.errors import UsageError
+from study.stores.disk import check_sqlite
 from study.stores.locations import open_storage
 
 
@@ -25,6 +26,8 @@ def existing_study(ref) -> optuna.Study:
             f"no Optuna storage at {ref.storage.redacted!r}; run python -m study.run "
             "first or pass the study's --storage"
         )
+    if ref.storage.kind == "sqlite":
+        check_sqlite(ref.storage.path, "Optuna storage", "--storage")
     study = load_existing(ref)
     if study is None:
         raise UsageError(

@@ -16,6 +16,8 @@ from typing import Any
 from models import EpochResult, Split
 from objectives import CELL_ATTR, TrialSpec
 from study.artifacts import checkpoint
+from study.stores import disk
+from study.stores.disk import DiskFullError, as_disk_full, disk_full
 from study.stores.locations import TrackingURL, tracking_client
 from study.stores.outage import OutageError
 from study.stores.resilient import ResilientClient
@@ -137,12 +139,15 @@ class StudyTracker:
     @staticmethod
     def safely(call, *args, **kwargs) -> str | None:
         """Run a tracking call; what went wrong as one line (credentials scrubbed), or None.
-        An outage past ``--outage-wait`` is not a failed write: it stops the worker."""
+        An outage past ``--outage-wait`` or a full disk is not a failed write: it stops the
+        worker."""
         try:
             call(*args, **kwargs)
-        except OutageError:
+        except (OutageError, DiskFullError):
             raise
         except Exception as e:  # noqa: BLE001 - any failure of the store or a picture
+            if disk_full(e):  # not a failed write: it stops the worker
+                raise as_disk_full(e) from e
             line = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
             return scrub(line, secrets_in())
         return None
@@ -286,11 +291,10 @@ class TrialRun:
         self.client.log_batch(self.run_id, metrics=metrics)
         if result.snapshot is not None:
             # Overwritten each time: a retried trial continues from the last one.
-            import torch
 
             with tempfile.TemporaryDirectory(prefix="resume-") as tmp:
                 path = Path(tmp) / RESUME_NAME
-                torch.save(result.snapshot(), path)
+                disk.torch_save(result.snapshot(), path)
                 self.artifacts.log_artifact(str(path), RESUME_DIR)
         self.written = time.monotonic()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from study.stores.disk import DiskFullError
+
 
 class RecordWriter:
     """Writes a finished trial's records (checkpoint, logged model, pictures, the run's last
@@ -76,6 +78,13 @@ class RecordWriter:
             # as ended (CPython before 3.13, bpo-45274), and the next join would not wait.
             self.done.wait()
             self.thread = None
+
+    def settle(self) -> None:
+        """``wait()``, then raise a full disk the writes met: the trial now training stops
+        with it, rather than train on to the end into the same full disk."""
+        self.wait()
+        if isinstance(self.error, DiskFullError):
+            self.flush()
 
     def flush(self) -> None:
         self.wait()
