@@ -166,7 +166,7 @@ def test_each_kind_of_write_to_a_full_disk_is_told_apart_and_named(tmp_path, mou
     """A checkpoint or snapshot (torch.save), an artifact copy, a picture, a SQLite commit
     and an MLflow write, each into a full tmpfs: each error is recognised as a full disk and
     named by the full place; other errors are not."""
-    disk = mounts(tmp_path / "disk", "4m")
+    disk = mounts(tmp_path / "disk", "32m")
     con = sqlite3.connect(disk / "a.db")
     con.execute("create table t (x blob)")
     con.commit()
