@@ -24,7 +24,7 @@ from study.cli import (
 )
 from study.execution.loop import run_study
 from study.execution.workers import WORKER_OPTION
-from study.search.samplers import PRUNERS, SAMPLERS
+from study.search.samplers import PARETO_PRUNERS, PRUNERS, SAMPLERS, pick_pruner
 from study.settings import (
     LIMIT_TRAIN,
     LIMIT_VAL,
@@ -151,11 +151,13 @@ def add_budget_options(p: argparse.ArgumentParser, d: RunSettings) -> None:
     )
     p.add_argument(
         "--pruner",
-        choices=PRUNERS,
-        default=d.pruner,
+        choices=(*PRUNERS, PARETO_PRUNERS[0]),
+        default=None,
         help="stop unpromising trials early: successive-halving (asynchronous, keeps the top "
-        "third at epochs 1, 3, 9...), median, percentile (keeps the top 25%%), hyperband, or "
-        "none to train every trial to its budget (default: %(default)s)",
+        "third at epochs 1, 3, 9...), median, percentile (keeps the top 25%%), hyperband; "
+        "with --pareto, pareto-halving (the same rungs, ranked by non-dominated sorting); or "
+        "none to train every trial to its budget (default: successive-halving, with --pareto "
+        "pareto-halving)",
     )
     p.add_argument(
         "--timeout",
@@ -285,6 +287,7 @@ def settings_from_argv(argv: list[str]) -> RunSettings:
         ns,
         enqueue_seeds=seed_choice(ns.enqueue_seeds, ns.objective),
         enqueue_configs=tuple(ns.enqueue_configs),
+        pruner=pick_pruner(ns.pruner, ns.pareto),
     )
 
 

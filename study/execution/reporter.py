@@ -51,6 +51,8 @@ class TrialReporter:
         self.trial, self.run, self.context, self.guard = trial, run, context, guard
         self.breakdown = breakdown
         self.settle = settle  # before the first report: the last trial's records are written
+        # A two-objective study's pruner: after each main-phase epoch, why to stop, or None.
+        self.judge: Callable[[object], str | None] | None = None
         self.epochs = 0
         self.last_value: float | None = None
         self.last_val: dict | None = None
@@ -81,6 +83,13 @@ class TrialReporter:
         if self.run is not None:
             with self.breakdown("tracking"):
                 self.run.epoch(result)
+        if self.judge is not None and result.phase == "train":
+            with self.breakdown("storage"):
+                reason = self.judge(result)
+            if reason is not None:
+                import optuna
+
+                raise optuna.TrialPruned(reason)
 
     def done(self, model) -> None:
         # The trained model, for the checkpoint and pictures; needed where a retried trial

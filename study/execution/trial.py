@@ -24,6 +24,7 @@ from models import NonFiniteLossError
 from objectives import CELL_ATTR, Objective, run_trial, trial_spec
 from study.execution.reporter import TrialReporter, run_context, worker_name
 from study.execution.scheduler import Heartbeat, retry_history
+from study.search import pareto
 from study.search.costs import COST_ATTR, OVER_BUDGET_ATTR, CostMeter, budget_violation
 from study.search.samplers import is_seed
 from study.settings import DATA_ATTR, RunSettings
@@ -247,9 +248,13 @@ class _Life:
                 writer.release()
         self.spec, self.meter = spec, CostMeter(runner.device)
         s = runner.settings
-        over = budget_violation(self.meter.record(spec), s.max_params, s.max_latent)
+        known = self.meter.record(spec)
+        over = budget_violation(known, s.max_params, s.max_latent)
         if over is not None:
             raise OverBudget(f"over budget, not trained: {over}")
+        prune = not is_seed(trial) and CELL_ATTR not in trial.user_attrs
+        if self.two_objectives and s.pruner == pareto.NAME and prune:
+            self.reporter.judge = self._pareto_judge(spec, known)
         value = run_trial(
             trial,
             spec,
@@ -261,7 +266,7 @@ class _Life:
             resume=resume,
             compile=runner.settings.compile,
             # Seed systems, the baseline and experiment cells always run to the end.
-            prune=not is_seed(trial) and CELL_ATTR not in trial.user_attrs,
+            prune=prune,
             report=not self.two_objectives,
             # The latent scatter's codes, from the last validation pass.
             keep_codes=SCATTER_POINTS if self.mlflow_run is not None else 0,
@@ -270,6 +275,21 @@ class _Life:
         if cell is not None and cell.get("test"):  # study.confirm --test
             self.score_test(spec)
         return value
+
+    def _pareto_judge(self, spec, known: dict):
+        """The reporter's judge for a two-objective study: ``pareto.ParetoHalving`` on
+        (the epoch's metric, the second objective: known before training, or its kl)."""
+        which = self.runner.settings.pareto
+        halving = pareto.ParetoHalving(
+            self.study, self.trial, max_epochs=spec.train.epochs,
+            directions=[self.runner.objective.direction, "minimize"],
+        )  # fmt: skip
+
+        def judge(result) -> str | None:
+            second = result.val["kl"] if which == "kl" else known[which]
+            return halving(result.epoch, (result.value, second))
+
+        return judge
 
     def score_test(self, spec) -> None:
         """Score the trained model on the test split: trial attribute ``test`` and the

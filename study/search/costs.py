@@ -53,6 +53,7 @@ class CostMeter:
         return {
             "params": param_count(spec.model),
             "latent": spec.model.latent_dim,
+            "epochs": epochs,  # trained by this attempt (pre-training included)
             "epoch_seconds": sum(self.seconds) / epochs if epochs else 0.0,
             "peak_memory_mb": round(self.peak_mb(), 1),
             "memory_kind": "cuda allocated" if self.device.type == "cuda" else "process rss",

@@ -19,6 +19,7 @@ from study.stores import optuna_internals as internals
 
 SAMPLERS = ("tpe", "random", "qmc", "tpe-optuna-defaults")
 PRUNERS = ("median", "hyperband", "successive-halving", "percentile", "none")
+PARETO_PRUNERS = ("pareto-halving", "none")  # for --pareto studies (study.search.pareto)
 STARTUP_TRIALS = 10
 
 
@@ -87,6 +88,24 @@ def make_sampler(name: str, seed: int, constraints_func=None) -> optuna.samplers
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     raise UsageError(f"unknown sampler {name!r}; choose one of {SAMPLERS}")
+
+
+def pick_pruner(name: str | None, pareto: str | None) -> str:
+    """``--pruner`` for the study's kind: by default successive halving, or for a
+    ``--pareto`` study its multi-objective form; a pruner of the other kind is refused."""
+    if name is None:
+        return PARETO_PRUNERS[0] if pareto else "successive-halving"
+    if pareto and name not in PARETO_PRUNERS:
+        raise UsageError(
+            f"--pruner {name} prunes single-objective studies; with --pareto {pareto} use "
+            f"--pruner {PARETO_PRUNERS[0]} (the default there) or none"
+        )
+    if not pareto and name not in PRUNERS:
+        raise UsageError(
+            f"--pruner {name} prunes two-objective studies; add --pareto params|latent|kl, "
+            f"or use one of {', '.join(PRUNERS)}"
+        )
+    return name
 
 
 def make_pruner(name: str, max_epochs: int) -> optuna.pruners.BasePruner:

@@ -1,4 +1,5 @@
-"""Two-objective studies (``--pareto``): the metric and a cost, both kept, no pruning."""
+"""Two-objective studies (``--pareto``): the metric and a cost, both kept (unpruned here:
+``--pruner none``; the pareto-halving pruner is tested in test_pareto_pruner.py)."""
 
 import pytest
 import yaml
@@ -15,7 +16,12 @@ NAME = "ae-fashion-mnist"
 @pytest.fixture(scope="module")
 def pareto_study(tmp_path_factory):
     path = tmp_path_factory.mktemp("pareto")
-    assert run_study(path, "--trials", "4", "--objective", "ae", "--pareto", "params") == 0
+    assert (
+        run_study(
+            path, "--trials", "4", "--objective", "ae", "--pareto", "params", "--pruner", "none"
+        )
+        == 0
+    )
     return path
 
 
@@ -39,7 +45,12 @@ def test_a_pareto_study_minimises_the_metric_and_the_parameter_count(pareto_stud
 def test_a_pareto_study_resumes_as_one(pareto_study, tmp_path):
     path = tmp_path / "s"
     copy_stores(pareto_study, path)
-    assert run_study(path, "--trials", "5", "--objective", "ae", "--pareto", "params") == 0
+    assert (
+        run_study(
+            path, "--trials", "5", "--objective", "ae", "--pareto", "params", "--pruner", "none"
+        )
+        == 0
+    )
     study, *_ = load(path, NAME)
     assert len(study.trials) == 5 and len(study.directions) == 2
 
@@ -58,7 +69,12 @@ def test_export_takes_a_front_trial_or_a_budget(pareto_study, tmp_path, capsys):
 
 
 def test_a_vae_can_trade_its_nelbo_against_its_kl(tmp_path):
-    assert run_study(tmp_path, "--trials", "2", "--objective", "vae", "--pareto", "kl") == 0
+    assert (
+        run_study(
+            tmp_path, "--trials", "2", "--objective", "vae", "--pareto", "kl", "--pruner", "none"
+        )
+        == 0
+    )
     study, *_ = load(tmp_path, "vae-fashion-mnist")
     for t in study.trials:
         assert t.values[1] == pytest.approx(t.user_attrs["val"]["kl"])
