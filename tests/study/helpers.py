@@ -1,5 +1,7 @@
 """Reading back what a study left in its Optuna and MLflow stores."""
 
+import time
+
 import optuna
 from mlflow import MlflowClient
 
@@ -12,6 +14,15 @@ def load(path, name="classifier-fashion-mnist"):
     parent = [r for r in runs if r.data.tags.get("kind") == "study"]
     trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     return study, client, parent, trials
+
+
+def wait_for(check, what, proc, timeout=600):
+    """Until ``check()`` holds (a state in a store), while ``proc`` (the study) runs."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert proc.poll() is None, f"the study ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.1)
 
 
 def artifacts(client, run_id, path=None):

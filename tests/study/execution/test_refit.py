@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -18,6 +17,7 @@ from study.execution.refit import REFIT_ATTR
 from study.search.results import best_trial
 
 from ..conftest import TINY, stores
+from ..helpers import wait_for
 
 NAME = "ae-fashion-mnist"
 AE = [*TINY, "--objective", "ae", "--refit-limit", "600"]
@@ -111,14 +111,6 @@ def complete_trials(db) -> int:
             return con.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
     except sqlite3.OperationalError:  # not created yet
         return 0
-
-
-def wait_for(check, what, proc, timeout=600):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert proc.poll() is None, f"the study ended before {what}"
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(0.1)
 
 
 def test_a_kill_during_the_refit_leaves_the_study_and_the_next_run_refits(tmp_path):

@@ -9,7 +9,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -27,6 +26,7 @@ from study.stores.disk import EXIT_DISK_FULL, DiskFullError, as_disk_full, disk_
 from study.tracking.runs import StudyTracker
 
 from ..conftest import TINY, stores
+from ..helpers import wait_for
 
 NAME = "ae-fashion-mnist"
 AE = [*TINY, "--objective", "ae", "--no-refit", "--threads", "1"]
@@ -84,14 +84,6 @@ def states(db: Path) -> dict[str, int]:
 def integrity(db: Path) -> str:
     with contextlib.closing(sqlite3.connect(db)) as con:
         return con.execute("PRAGMA integrity_check").fetchone()[0]
-
-
-def wait_for(check, what, proc, timeout=600):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert proc.poll() is None, f"the study ended before {what}: {proc.communicate()}"
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(0.1)
 
 
 def store_args(optuna_dir: Path, mlflow_dir: Path) -> list[str]:
